@@ -1,0 +1,37 @@
+"""sam_course: Sharpness-Aware Minimization for PyTorch, and the library of the course "SAM, executable".
+
+``from sam_course import SAM`` gives the optimizer. Everything else lives in one module per idea,
+each listing its public names in ``__all__``: ``optim``, ``msharpness``, ``noise``,
+``functions``, ``data``, ``models``, ``profiles``. Modules that need pandas, matplotlib or SciPy
+(``train``, ``landscape``, ``hessian``, ``plotting``) are imported on first use, so
+``import sam_course`` costs little more than ``import torch``.
+"""
+
+import importlib
+
+from . import data, functions, models, msharpness, noise, optim, profiles
+from .optim import SAM, epsilon_hat, frozen_batchnorm_stats
+
+__version__ = "0.1.0"
+
+_LAZY_MODULES = ("train", "landscape", "hessian", "plotting")
+
+__all__ = [
+    "SAM",
+    "epsilon_hat",
+    "frozen_batchnorm_stats",
+    "data",
+    "functions",
+    "models",
+    "msharpness",
+    "noise",
+    "optim",
+    "profiles",
+    *_LAZY_MODULES,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'sam_course' has no attribute {name!r}")

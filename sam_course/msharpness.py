@@ -1,0 +1,150 @@
+"""m-SAM and m-sharpness (Foret et al., 2021, section 4.1; chapter 12).
+
+With data parallelism each worker computes ``eps_hat`` from its own shard of ``m`` examples. The
+gradient SAM then follows is the average over disjoint chunks of ``m`` examples of each chunk's
+gradient taken at that chunk's own worst-case point. The paper finds smaller ``m`` generalizes
+better, and that m-sharpness with small ``m`` tracks the generalization gap better than the
+sharpness of the full training loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .optim import SAM, frozen_batchnorm_stats
+
+__all__ = ["msam_gradient", "msam_step", "m_sharpness"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _chunks(inputs: Tensor, targets: Tensor, m: int) -> list[tuple[Tensor, Tensor]]:
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise ValueError(f"m must be a positive integer, got {m!r}")
+    n = inputs.shape[0]
+    if targets.shape[0] != n:
+        raise ValueError(f"inputs and targets must have the same batch size, got {n} and {targets.shape[0]}")
+    if n % m:
+        raise ValueError(f"m must divide the batch size: batch size {n} is not a multiple of m={m}")
+    return list(zip(inputs.split(m), targets.split(m)))
+
+
+def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, m: int) -> Tensor:
+    """Fill ``.grad`` with the m-SAM gradient of one batch and return the batch loss at ``w``.
+
+    The batch is split into ``batch / m`` disjoint chunks of ``m`` consecutive examples. Each chunk
+    gets its own ``eps_hat`` (from the chunk's gradient, with the optimizer's ``rho``, ``p`` and
+    ``adaptive`` settings) and its gradient at its own perturbed point; ``.grad`` becomes the mean
+    of those gradients, ready for ``optimizer.base_optimizer.step()``. With ``m`` equal to the
+    batch size this is exactly plain SAM's gradient. ``loss_fn`` must average over examples.
+
+    BatchNorm: the unperturbed pass of each chunk updates the running statistics (as the workers of
+    a data-parallel run would), the perturbed pass does not.
+
+    Args:
+        optimizer: the :class:`~sam_course.optim.SAM` optimizer over ``model``'s parameters.
+        model, loss_fn: ``loss_fn(model(x), y)`` is the mean loss of a chunk.
+        inputs, targets: one batch, first dimension the batch size ``n``.
+        m: chunk size; must divide ``n``.
+
+    Returns:
+        The mean of the chunks' losses at ``w`` (a 0-d tensor, detached).
+    """
+    chunks = _chunks(inputs, targets, m)
+    optimizer.zero_grad()
+    params = [q for group in optimizer.param_groups for q in group["params"]]
+    running: list = [None] * len(params)
+    total = torch.zeros(())
+    for x, y in chunks:
+        for q in params:
+            q.grad = None
+        with torch.enable_grad():
+            loss = loss_fn(model(x), y)
+            loss.backward()
+        optimizer.first_step()
+        # Handing the running sum back as .grad lets autograd add this chunk's perturbed gradient
+        # to it in place: no extra pass over the parameters.
+        for q, g in zip(params, running):
+            q.grad = g
+        with torch.enable_grad(), frozen_batchnorm_stats(model):
+            loss_fn(model(x), y).backward()
+        optimizer._restore()
+        running = [q.grad for q in params]
+        total = total + loss.detach()
+    summed = [g for g in running if g is not None]
+    if summed:
+        torch._foreach_div_(summed, len(chunks))
+    return total / len(chunks)
+
+
+def msam_step(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, m: int) -> Tensor:
+    """One m-SAM step: :func:`msam_gradient`, then the base optimizer's step. Returns the loss at ``w``."""
+    loss = msam_gradient(optimizer, model, loss_fn, inputs, targets, m)
+    optimizer.second_step()
+    return loss
+
+
+def _ascent(model: nn.Module, params: list[Tensor], loss_fn: LossFn, x: Tensor, y: Tensor,
+            rho: float, steps: int) -> float:
+    """Largest ``L(w + eps)`` seen over ``steps + 1`` rounds of ``eps <- rho * grad / ||grad||``."""
+    origin = [q.detach().clone() for q in params]
+    best = -float("inf")
+    try:
+        for k in range(steps + 2):
+            loss = loss_fn(model(x), y)
+            best = max(best, loss.item())
+            if k == steps + 1:
+                break
+            grads = torch.autograd.grad(loss, params)
+            norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            if norm == 0:
+                break
+            # Projected gradient ascent with an infinite step: the new point is the boundary point
+            # that maximizes the linearization at the current one. For a convex loss every round
+            # can only raise the loss; round 0 is SAM's own eps_hat.
+            with torch.no_grad():
+                torch._foreach_copy_(params, origin)
+                torch._foreach_add_(params, grads, alpha=rho / norm)
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(params, origin)
+    return best
+
+
+def m_sharpness(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, m: int,
+                rho: float = 0.05, steps: int = 10) -> float:
+    """The m-sharpness of ``model`` on a set of examples (chapter 12).
+
+    The average over disjoint chunks of ``m`` examples of
+    ``max_{||eps||_2 <= rho} L_chunk(w + eps) - L_chunk(w)``. The inner maximum is estimated by
+    projected gradient ascent with an infinite step size: ``eps_hat`` first, then ``steps`` rounds of
+    ``eps <- rho * grad L(w + eps) / ||grad L(w + eps)||``, keeping the largest loss seen. So the
+    estimate is at least SAM's first-order one and never above the true maximum. The model's weights and
+    BatchNorm buffers are left as they were; call ``model.eval()`` first to measure with running
+    statistics.
+
+    Args:
+        inputs, targets: the examples, ``n`` of them; ``m`` must divide ``n``.
+        m: chunk size.
+        rho: radius of the ball, in parameter units.
+        steps: ascent rounds per chunk after the first (``eps_hat``) one.
+
+    Returns:
+        The m-sharpness (loss units), a float >= 0.
+    """
+    if not (rho >= 0 and rho < float("inf")):
+        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    chunks = _chunks(inputs, targets, m)
+    params = [q for q in model.parameters() if q.requires_grad]
+    total = 0.0
+    with frozen_batchnorm_stats(model):
+        for x, y in chunks:
+            with torch.no_grad():
+                base = loss_fn(model(x), y).item()
+            total += _ascent(model, params, loss_fn, x, y, rho, steps) - base
+    return total / len(chunks)

@@ -1,0 +1,374 @@
+"""Sharpness-Aware Minimization (SAM) as a ``torch.optim`` optimizer.
+
+SAM (Foret et al., ICLR 2021) minimizes ``max_{||eps||_p <= rho} L(w + eps)``. Each step takes two
+gradients: one at ``w`` to find the first-order worst-case perturbation ``eps_hat`` (chapter 3),
+and one at ``w + eps_hat``, which the base optimizer then applies at ``w`` (chapters 4 and 5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats"]
+
+
+def _check_rho(rho, name: str = "rho") -> None:
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {rho!r}")
+
+
+def _check_p(p, name: str = "p") -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p) or p < 1:
+        raise ValueError(f"{name} must be a number in [1, inf] (float('inf') allowed), got {p!r}")
+
+
+def _check_eta(eta, name: str = "eta") -> None:
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {eta!r}")
+
+
+def _dual_exponent(p: float) -> float:
+    """q with 1/p + 1/q = 1 (q = inf for p = 1, q = 1 for p = inf)."""
+    if p == 1:
+        return math.inf
+    if math.isinf(p):
+        return 1.0
+    return p / (p - 1.0)
+
+
+def _global_norm(tensors: Sequence[Tensor], order: float) -> Tensor:
+    norms = torch._foreach_norm(list(tensors), order)
+    if len(norms) == 1:
+        return norms[0]
+    return torch.linalg.vector_norm(torch.stack(norms), order)
+
+
+def _raise_if_not_finite(grads: Sequence[Tensor]) -> None:
+    if not bool(torch.isfinite(_global_norm(grads, math.inf))):
+        raise ValueError(
+            "grads contain inf or NaN; no perturbation was applied and the parameters are unchanged "
+            "(check the loss, the learning rate, or use a GradScaler-aware step under mixed precision)"
+        )
+
+
+def _finite_norm2(tensors: Sequence[Tensor], raw: Sequence[Tensor]) -> float:
+    """Global 2-norm of ``tensors`` as a float; raises if ``raw`` (the gradients) is not finite."""
+    norm = float(_global_norm(tensors, 2.0))
+    # Squares of entries below sqrt(tiny) underflow and squares above sqrt(max) overflow; well
+    # inside that range the plain norm is exact enough and costs one pass.
+    safe_floor = 1e4 * math.sqrt(torch.finfo(tensors[0].dtype).tiny)
+    if safe_floor < norm < math.inf:
+        return norm
+    _raise_if_not_finite(raw)
+    peak = _global_norm(tensors, math.inf)
+    if not bool(peak > 0):
+        return 0.0
+    return float(peak) * float(_global_norm(torch._foreach_div(list(tensors), peak), 2.0))
+
+
+def epsilon_hat(grads: Sequence[Tensor], rho: float, p: float = 2) -> list[Tensor]:
+    """The first-order maximizer of the loss over the p-norm ball of radius ``rho``.
+
+    Solves ``max_{||eps||_p <= rho} <g, eps>`` for the gradient ``g`` given as a list of tensors
+    (one per parameter; the norm is taken over all of them together). With ``1/p + 1/q = 1``::
+
+        eps_hat = rho * sign(g) * |g|**(q - 1) / ||g||_q**(q - 1)
+
+    so that ``||eps_hat||_p = rho`` and ``<g, eps_hat> = rho * ||g||_q`` (Hölder's inequality
+    holds with equality). Special cases: ``p = 2`` gives ``rho * g / ||g||_2``; ``p = inf`` gives
+    ``rho * sign(g)``; ``p = 1`` puts all of ``rho`` on the entries of largest ``|g|``, shared
+    equally between ties. A zero gradient gives a zero perturbation. Derived in chapter 3.
+
+    Args:
+        grads: gradients, any shapes; returned tensors have the same shapes and dtypes.
+        rho: radius of the ball (same units as the parameters), finite and >= 0.
+        p: the norm's order, in [1, inf].
+
+    Returns:
+        A list of new tensors, ``eps_hat`` split like ``grads``.
+
+    Raises:
+        ValueError: on a bad ``rho`` or ``p``, or when a gradient holds inf or NaN.
+    """
+    _check_rho(rho)
+    _check_p(p)
+    grads = [g.detach() for g in grads]
+    if not grads:
+        return []
+    _raise_if_not_finite(grads)
+    return _unit_direction(grads, float(p), scale=float(rho))
+
+
+def _unit_direction(grads: list[Tensor], p: float, scale: float = 1.0) -> list[Tensor]:
+    """``scale`` times the unit p-norm vector maximizing ``<g, .>``; ``grads`` must be finite."""
+    if p == 2:
+        norm = _finite_norm2(grads, grads)
+        return torch._foreach_mul(grads, scale / norm if norm > 0 else 0.0)
+    if math.isinf(p):
+        return torch._foreach_mul([g.sign() for g in grads], scale)
+    peak = _global_norm(grads, math.inf)
+    if not bool(peak > 0):
+        return [torch.zeros_like(g) for g in grads]
+    # Dividing by max |g| first keeps |g|**(q-1) inside the float range for any q.
+    ratios = [g.abs().div_(peak) for g in grads]
+    if p == 1:
+        ties = [(r == 1).to(g.dtype) for r, g in zip(ratios, grads)]
+        count = sum(t.sum() for t in ties)
+        return [g.sign().mul_(t).mul_(scale / count) for g, t in zip(grads, ties)]
+    q = _dual_exponent(p)
+    powered = torch._foreach_pow(ratios, q - 1.0)
+    # ||r||_q**(q-1) = (sum r**q)**((q-1)/q) = (sum r**q)**(1/p).
+    total = sum((w * r).sum() for w, r in zip(powered, ratios))
+    factor = scale / total ** (1.0 / p)
+    return [g.sign().mul_(w).mul_(factor) for g, w in zip(grads, powered)]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
+    """Stop BatchNorm layers from updating their running statistics inside the block.
+
+    SAM runs two forward passes per step on the same batch. The second one, at the perturbed
+    weights ``w + eps_hat``, should not move BatchNorm's running mean and variance: they would
+    then average statistics of weights the model never has, and every batch would count twice
+    (``num_batches_tracked`` too). Inside this block batch statistics still normalize each batch in
+    training mode, exactly as in the first pass; only the buffers stay untouched. Chapter 5.
+
+    Example::
+
+        loss_fn(model(x), y).backward()
+        opt.first_step(zero_grad=True)
+        with frozen_batchnorm_stats(model):
+            loss_fn(model(x), y).backward()
+        opt.second_step(zero_grad=True)
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    saved = [m.track_running_stats for m in norms]
+    try:
+        for m in norms:
+            # With track_running_stats off, a training-mode forward uses batch statistics and
+            # neither reads nor writes the buffers (see torch.nn.modules.batchnorm).
+            m.track_running_stats = False
+        yield model
+    finally:
+        for m, flag in zip(norms, saved):
+            m.track_running_stats = flag
+
+
+class SAM(torch.optim.Optimizer):
+    """Sharpness-Aware Minimization around any ``torch.optim`` optimizer.
+
+    Each step moves the weights to ``w + eps_hat`` (the first-order worst case in a p-ball of
+    radius ``rho``, see :func:`epsilon_hat`), takes the gradient there, moves back to ``w`` and
+    lets the base optimizer step with that gradient (Algorithm 1 of Foret et al., 2021;
+    chapter 5). With ``adaptive=True`` it is ASAM (Kwon et al., 2021): the ball is taken in the
+    coordinates ``eps / (|w| + eta)``, so ``eps_hat = T * epsilon_hat(T * g)`` with
+    ``T = |w| + eta`` element-wise (for p = 2, ``rho * T**2 g / ||T g||``).
+
+    Args:
+        params: parameters or parameter groups, as for any ``torch.optim`` optimizer. Groups may
+            set their own ``rho``, ``p``, ``adaptive`` and ``eta``.
+        base_optimizer: a ``torch.optim.Optimizer`` subclass (the class, e.g.
+            ``torch.optim.SGD``); it is built over the same parameter groups with ``base_kwargs``.
+        rho: radius of the neighbourhood, finite and >= 0 (``rho = 0`` is the base optimizer).
+        p: order of the norm of the ball, in [1, inf]; the paper uses 2.
+        adaptive: ASAM's scale-invariant ball.
+        eta: ASAM's offset in ``|w| + eta``, finite and >= 0.
+        **base_kwargs: keyword arguments of the base optimizer (``lr``, ``momentum``, ...).
+
+    The norm of the gradient is global: one norm over every parameter of every group that shares
+    the same ``p`` (with the usual single ``p``, over all parameters), as in the paper; each
+    group then scales its part by its own ``rho``.
+
+    Use either ``step(closure)``, where the closure does forward and backward and returns the
+    loss (it need not zero gradients: ``step`` does that before each pass), or call
+    ``first_step`` and ``second_step`` around your own second backward pass.
+    """
+
+    def __init__(
+        self,
+        params,
+        base_optimizer: type[torch.optim.Optimizer],
+        rho: float = 0.05,
+        p: float = 2,
+        adaptive: bool = False,
+        eta: float = 0.01,
+        **base_kwargs,
+    ) -> None:
+        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
+            raise ValueError(
+                "base_optimizer must be a torch.optim.Optimizer subclass (the class, e.g. "
+                f"torch.optim.SGD, not an instance), got {base_optimizer!r}"
+            )
+        if isinstance(base_optimizer, type) and issubclass(base_optimizer, SAM):
+            raise ValueError("base_optimizer must not be SAM itself")
+        defaults = dict(rho=rho, p=p, adaptive=adaptive, eta=eta)
+        super().__init__(params, defaults)
+        # The base optimizer shares the very same group dicts, so schedulers that change
+        # group["lr"] on SAM act on the base optimizer too.
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults.update(self.base_optimizer.defaults)
+        self._saved: dict[Tensor, Tensor] = {}
+        self._active: list[Tensor] = []
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_rho(group["rho"], "rho")
+        _check_p(group["p"], "p")
+        _check_eta(group["eta"], "eta")
+        if not isinstance(group["adaptive"], bool):
+            raise ValueError(f"adaptive must be True or False, got {group['adaptive']!r}")
+        if hasattr(self, "base_optimizer"):
+            self.base_optimizer.add_param_group(group)
+
+    @property
+    def perturbed(self) -> bool:
+        """True between ``first_step`` and ``second_step``."""
+        return bool(self._active)
+
+    def _groups_with_grads(self) -> list[tuple[dict, list[Tensor], list[Tensor]]]:
+        out = []
+        for group in self.param_groups:
+            params = [q for q in group["params"] if q.grad is not None]
+            if params:
+                out.append((group, params, [q.grad for q in params]))
+        return out
+
+    def _save(self, params: list[Tensor]) -> None:
+        # Buffers persist across steps: reallocating a copy of the model every step costs
+        # page faults on the CPU and allocator churn on the GPU.
+        buffers = []
+        for q in params:
+            buf = self._saved.get(q)
+            if buf is None or buf.shape != q.shape or buf.dtype != q.dtype or buf.device != q.device:
+                buf = self._saved[q] = torch.empty_like(q, memory_format=torch.preserve_format)
+            buffers.append(buf)
+        torch._foreach_copy_(buffers, params)
+        self._active.extend(params)
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Move every parameter with a gradient from ``w`` to ``w + eps_hat``.
+
+        ``eps_hat`` comes from the current ``.grad`` of all groups (see the class docstring);
+        ``w`` is remembered exactly for :meth:`second_step`. Parameters whose ``.grad`` is None
+        are left alone. A zero gradient gives ``eps_hat = 0``.
+
+        Raises:
+            RuntimeError: if called twice without ``second_step`` in between.
+            ValueError: if a gradient holds inf or NaN (nothing is changed then).
+        """
+        if self.perturbed:
+            raise RuntimeError("first_step was called twice; call second_step() before the next first_step()")
+        groups = self._groups_with_grads()
+        by_p: dict[float, list[tuple[dict, list[Tensor], list[Tensor]]]] = {}
+        for entry in groups:
+            by_p.setdefault(float(entry[0]["p"]), []).append(entry)
+        # Compute every direction before touching any parameter, so that an error (a non-finite
+        # gradient) leaves the model as it was.
+        updates = []
+        for p, members in by_p.items():
+            scales = [
+                torch._foreach_add(torch._foreach_abs(params), group["eta"]) if group["adaptive"] else None
+                for group, params, _ in members
+            ]
+            scaled = [grads if t is None else torch._foreach_mul(grads, t) for (_, _, grads), t in zip(members, scales)]
+            if p == 2:
+                norm = _finite_norm2([g for s in scaled for g in s], [g for _, _, gs in members for g in gs])
+                inv = 1.0 / norm if norm > 0 else 0.0
+                updates.extend(
+                    (params, t, s, group["rho"] * inv) for (group, params, _), t, s in zip(members, scales, scaled)
+                )
+            else:
+                _raise_if_not_finite([g for _, _, gs in members for g in gs])
+                unit = _unit_direction([g for s in scaled for g in s], p)
+                start = 0
+                for (group, params, _), t in zip(members, scales):
+                    updates.append((params, t, unit[start:start + len(params)], group["rho"]))
+                    start += len(params)
+        for params, t, direction, alpha in updates:
+            self._save(params)
+            if t is None:
+                torch._foreach_add_(params, direction, alpha=alpha)
+            else:
+                torch._foreach_addcmul_(params, t, direction, value=alpha)
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Restore ``w`` exactly and let the base optimizer step with the current gradients.
+
+        The gradients should be those taken at ``w + eps_hat`` (after :meth:`first_step`).
+        Without a preceding ``first_step`` this is a plain base-optimizer step.
+        """
+        self._restore()
+        self.base_optimizer.step()
+        # LR schedulers check this flag (set by their wrapper of .step) to warn about a
+        # scheduler step before any optimizer step; the two-step API never calls .step.
+        self._opt_called = True
+        if zero_grad:
+            self.zero_grad()
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+        """One full SAM step: gradient at ``w``, perturb, gradient at ``w + eps_hat``, update.
+
+        Args:
+            closure: does forward and backward on one batch and returns the loss; ``step``
+                zeroes the gradients before each of the two calls.
+
+        Returns:
+            The loss of the first call (at ``w``).
+        """
+        if closure is None:
+            raise RuntimeError(
+                "SAM.step needs a closure that does forward + backward and returns the loss "
+                "(opt.step(closure)); or call opt.first_step() and opt.second_step() yourself"
+            )
+        closure = torch.enable_grad()(closure)
+        self.zero_grad()
+        loss = closure()
+        self.first_step(zero_grad=True)
+        try:
+            closure()
+        except BaseException:
+            self._restore()
+            raise
+        self.second_step()
+        return loss
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        if self._active:
+            torch._foreach_copy_(self._active, [self._saved[q] for q in self._active])
+            self._active.clear()
+
+    def state_dict(self) -> dict:
+        """SAM's state together with the base optimizer's (momentum buffers, Adam moments...).
+
+        Raises:
+            RuntimeError: between ``first_step`` and ``second_step``, when the model's weights
+                are perturbed and a checkpoint would store the wrong weights.
+        """
+        if self.perturbed:
+            raise RuntimeError("state_dict() was called while the weights are perturbed; call second_step() first")
+        state = super().state_dict()
+        state["base_optimizer"] = self.base_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a :meth:`state_dict`, base optimizer included, so training resumes bit-identically."""
+        if "base_optimizer" not in state_dict:
+            raise ValueError("state_dict has no 'base_optimizer' entry; it was not saved by SAM.state_dict()")
+        state_dict = dict(state_dict)
+        base = state_dict.pop("base_optimizer")
+        self._restore()
+        self.base_optimizer.load_state_dict(base)
+        super().load_state_dict(state_dict)
+        self.base_optimizer.param_groups = self.param_groups
