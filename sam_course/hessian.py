@@ -1,0 +1,559 @@
+"""Curvature of the training loss: Hessian-vector products, top eigenvalues, trace and spectral density.
+
+SAM is motivated by sharpness, and the usual measures of sharpness are properties of the Hessian
+``H`` of the training loss: its largest eigenvalue ``lambda_max`` (Foret et al. report
+``lambda_max`` and ``lambda_max / lambda_5`` during training; chapter 13 measures them), its trace
+(Hutchinson) and its whole eigenvalue density (stochastic Lanczos quadrature, Ghorbani et al. 2019). Chapter 4 uses
+:func:`hvp` to measure the Hessian term that SAM's gradient drops; chapter 9 relates the spectrum to
+the pictures of the loss landscape.
+
+Conventions shared by every function here:
+
+* ``loss_fn(model(x), y)`` returns the MEAN loss of a batch.
+* ``data`` is one batch ``(x, y)`` or a sequence of batches (a list, or a ``DataLoader``, which is
+  read once into a list, held in memory for the call, so that every Hessian-vector product sees the
+  same examples, augmentations included). The loss is
+  the average over all examples: batch losses weighted by batch size ``y.shape[0]``.
+* Vectors are flat 1-D tensors over the parameters that require grad, concatenated in
+  ``model.parameters()`` order (the order of ``torch.nn.utils.parameters_to_vector``); their length
+  ``dim`` is ``sam_course.models.count_parameters(model)``. Hessian-vector products are computed in
+  the parameters' dtype; eigenvalues, eigenvectors, nodes and weights are returned in float64.
+* One "HVP" is one product with the full-data Hessian, i.e. one pass over every batch.
+* BatchNorm and dropout must be in eval mode. In training mode BatchNorm normalizes each batch with
+  its own statistics, so the loss of an example depends on which other examples share its batch
+  (and each forward pass overwrites the running statistics); dropout makes the loss random. Either
+  way there is no single Hessian to measure, so these functions raise ``ValueError`` and ask for
+  ``model.eval()``. In eval mode BatchNorm is a fixed affine map and everything here is exact.
+* The model is left unchanged: parameters, buffers, ``.grad`` and train/eval mode. Random vectors
+  come from a private ``torch.Generator`` seeded by ``seed``, so results are reproducible and the
+  global random state is not touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+__all__ = [
+    "EigenResult",
+    "TraceEstimate",
+    "SpectralDensity",
+    "gradient",
+    "hvp",
+    "top_eigenvalues",
+    "power_iteration",
+    "hutchinson_trace",
+    "spectral_density",
+    "gaussian_density",
+    "dense_hessian",
+]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+_STOCHASTIC_MODULES = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int) and value >= low and (high is None or value <= high)
+    if not ok:
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an int {allowed}, got {value!r}")
+
+
+def _check_tol(value, name: str = "tol") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _trainable(model: nn.Module) -> list[Tensor]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameters that require grad")
+    return params
+
+
+def _check_eval_mode(model: nn.Module) -> None:
+    for name, module in model.named_modules():
+        if module.training and isinstance(module, _STOCHASTIC_MODULES):
+            kind = "BatchNorm" if isinstance(module, nn.modules.batchnorm._BatchNorm) else "dropout"
+            raise ValueError(
+                f"model has a {kind} layer in training mode ({name or 'model'}: {type(module).__name__}); "
+                "there the loss depends on batch composition or on random masks, so it has no single "
+                "Hessian. Call model.eval() first (BatchNorm then uses its running statistics)."
+            )
+
+
+def _batches(data, device: torch.device | None = None) -> list[tuple[Tensor, Tensor]]:
+    """``data`` as a list of ``(x, y)`` batches on ``device`` (see the module docstring)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor) and isinstance(data[1], Tensor):
+        batches = [tuple(data)]
+    else:
+        try:
+            batches = [tuple(batch) for batch in data]
+        except TypeError:
+            raise ValueError("data must be a batch (x, y) of tensors or a sequence of such batches") from None
+    if not batches:
+        raise ValueError("data must hold at least one batch, got none")
+    out = []
+    for i, batch in enumerate(batches):
+        if len(batch) != 2 or not all(isinstance(t, Tensor) for t in batch):
+            raise ValueError(f"data[{i}] must be a pair (x, y) of tensors")
+        x, y = batch
+        if y.ndim == 0 or y.shape[0] == 0 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"data[{i}]: x and y must have the same, non-zero batch size, got shapes "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        out.append((x, y))
+    return out
+
+
+def _dim(params: Sequence[Tensor]) -> int:
+    return sum(p.numel() for p in params)
+
+
+def _split(vector: Tensor, params: Sequence[Tensor], name: str = "v") -> list[Tensor]:
+    """Cut a flat vector into pieces shaped (and typed) like ``params``."""
+    dim = _dim(params)
+    if not isinstance(vector, Tensor) or vector.ndim != 1 or vector.numel() != dim:
+        shape = tuple(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
+        raise ValueError(f"{name} must be a 1-D tensor with {dim} entries (one per trainable parameter), got {shape}")
+    pieces = vector.split([p.numel() for p in params])
+    return [piece.reshape(p.shape).to(dtype=p.dtype, device=p.device) for piece, p in zip(pieces, params)]
+
+
+def _flat(tensors: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
+    """Concatenate per-parameter tensors, ``None`` (no dependence) meaning zeros."""
+    return torch.cat([(torch.zeros_like(p) if t is None else t).reshape(-1) for t, p in zip(tensors, params)])
+
+
+def _generator(seed) -> torch.Generator:
+    _check_int("seed", seed, 0)
+    return torch.Generator().manual_seed(seed)
+
+
+def _rademacher(dim: int, gen: torch.Generator) -> Tensor:
+    return torch.randint(0, 2, (dim,), generator=gen, dtype=torch.float64) * 2 - 1
+
+
+# ----------------------------------------------------------------------------- the Hessian operator
+
+
+class _Hessian:
+    """The full-data Hessian of ``loss_fn`` at the model's current parameters, as an operator that
+    counts its products. Products by double backward; see :func:`hvp` for why."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data) -> None:
+        _check_eval_mode(model)
+        self.model, self.loss_fn = model, loss_fn
+        self.params = _trainable(model)
+        self.batches = _batches(data, self.params[0].device)
+        self.total = sum(y.shape[0] for _, y in self.batches)
+        self.dim = _dim(self.params)
+        self.num_hvps = 0
+
+    def _weighted_losses(self):
+        for x, y in self.batches:
+            yield self.loss_fn(self.model(x), y) * (y.shape[0] / self.total)
+
+    def gradient(self) -> tuple[float, Tensor]:
+        loss_value, grad = 0.0, None
+        with torch.enable_grad():
+            for loss in self._weighted_losses():
+                g = _flat(torch.autograd.grad(loss, self.params, allow_unused=True), self.params)
+                grad = g if grad is None else grad + g
+                loss_value += float(loss.detach())
+        return loss_value, grad
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """``H v`` for a flat vector ``v`` (any float dtype); returns the parameters' dtype."""
+        pieces = _split(v, self.params)
+        result = None
+        with torch.enable_grad():
+            for loss in self._weighted_losses():
+                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+                # A gradient that does not depend on the parameters (a loss linear in them, or a
+                # parameter the forward pass never uses) contributes a zero block to H v.
+                live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+                hv: list[Tensor | None] = [None] * len(self.params)
+                if live:
+                    second = torch.autograd.grad(
+                        [grads[i] for i in live], self.params,
+                        grad_outputs=[pieces[i] for i in live], allow_unused=True,
+                    )
+                    hv = list(second)
+                flat = _flat(hv, self.params).detach()
+                result = flat if result is None else result + flat
+        self.num_hvps += 1
+        return result
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class EigenResult:
+    """Eigenvalues found by :func:`top_eigenvalues` or :func:`power_iteration`.
+
+    Attributes:
+        eigenvalues: ``(k,)`` float64, in descending order (loss units per squared parameter unit).
+        eigenvectors: ``(dim, k)`` float64 with unit-norm columns (column ``i`` belongs to
+            ``eigenvalues[i]``; the sign is fixed so that the largest-magnitude entry is positive),
+            or ``None`` when not requested.
+        num_hvps: Hessian-vector products the method took (the cost measure of chapter 13).
+        converged: whether the residual test ``||H u - lambda u|| <= tol * |lambda|`` was met.
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor | None
+    num_hvps: int
+    converged: bool = True
+
+
+@dataclass(frozen=True)
+class TraceEstimate:
+    """Hutchinson's estimate of ``tr(H)`` (:func:`hutchinson_trace`).
+
+    Attributes:
+        trace: the mean of ``values``.
+        stderr: its standard error, ``std(values, ddof=1) / sqrt(samples)`` (NaN for one sample).
+        values: ``(samples,)`` float64, the individual ``z^T H z``.
+        num_hvps: equal to the number of samples.
+    """
+
+    trace: float
+    stderr: float
+    values: Tensor
+    num_hvps: int
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """Stochastic Lanczos quadrature of the Hessian's eigenvalue density (:func:`spectral_density`).
+
+    The density is the discrete measure ``sum_i weights[i] * delta(t - nodes[i])``: the Ritz values
+    of every start vector, each start's weights divided by the number of starts, so
+    ``weights.sum() == 1``. Its mean ``sum(weights * nodes)`` estimates ``tr(H) / dim``.
+
+    Attributes:
+        nodes: ``(N,)`` float64 Ritz values (``N = starts * steps`` unless a Krylov space was
+            exhausted early, in which case that start contributes fewer nodes).
+        weights: ``(N,)`` float64, non-negative, summing to 1.
+        starts: the number of random start vectors used.
+        steps: the Lanczos steps per start asked for.
+        num_hvps: Hessian-vector products taken.
+    """
+
+    nodes: Tensor
+    weights: Tensor
+    starts: int
+    steps: int
+    num_hvps: int
+
+    @property
+    def mean(self) -> float:
+        """``sum(weights * nodes)``, an estimate of ``tr(H) / dim``."""
+        return float((self.weights * self.nodes).sum())
+
+    def density(self, grid: Tensor, sigma: float) -> Tensor:
+        """The density smoothed by a Gaussian of width ``sigma`` on ``grid`` (:func:`gaussian_density`)."""
+        return gaussian_density(self.nodes, self.weights, grid, sigma)
+
+
+def _result_vectors(vectors: Tensor) -> Tensor:
+    """Unit columns with the sign fixed so that each column's largest-magnitude entry is positive."""
+    vectors = vectors / torch.linalg.vector_norm(vectors, dim=0, keepdim=True)
+    peak = vectors.gather(0, vectors.abs().argmax(dim=0, keepdim=True))
+    return vectors * torch.where(peak < 0, -1.0, 1.0).to(vectors.dtype)
+
+
+# ----------------------------------------------------------------------------- public functions
+
+
+def gradient(model: nn.Module, loss_fn: LossFn, data) -> Tensor:
+    """The gradient of the (data-averaged) loss as a flat vector. Chapter 4.
+
+    Returns:
+        ``(dim,)`` tensor in the parameters' dtype, ordered like ``model.parameters()`` (trainable
+        ones only). ``.grad`` of the parameters is not touched.
+    """
+    return _Hessian(model, loss_fn, data).gradient()[1]
+
+
+def hvp(model: nn.Module, loss_fn: LossFn, data, v: Tensor) -> Tensor:
+    """The Hessian-vector product ``H v`` of the loss at the model's current parameters. Chapters 4, 9, 13.
+
+    Computed by double backward (Pearlmutter's trick, reverse-over-reverse):
+    ``H v = grad_w (grad_w L(w) . v)``, batch by batch; exact up to floating-point rounding, no
+    finite differences. We prefer it to ``torch.func`` (forward-over-reverse ``jvp`` of ``grad``)
+    because it runs on the module as it is, with its buffers, hooks and in-place ops, and supports
+    every op PyTorch can backpropagate through twice, while forward-mode AD still misses some ops
+    (and its first call costs seconds of set-up). One product costs about two forward-backward
+    passes; forward-over-reverse was about 25 % faster on the course's small CNN, not worth it.
+
+    Args:
+        model, loss_fn, data: as in the module docstring; BatchNorm/dropout must be in eval mode.
+        v: flat ``(dim,)`` tensor over the trainable parameters in ``model.parameters()`` order.
+            (To use a list of per-parameter tensors, pass ``torch.cat([t.reshape(-1) for t in ts])``.)
+
+    Returns:
+        ``(dim,)`` tensor in the parameters' dtype.
+    """
+    return _Hessian(model, loss_fn, data).matvec(v)
+
+
+def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data, k: int = 1, tol: float = 1e-4,
+                    max_iter: int = 100, ncv: int | None = None, seed: int = 0,
+                    return_eigenvectors: bool = False) -> EigenResult:
+    """The ``k`` largest eigenvalues of the Hessian by (implicitly restarted) Lanczos. Chapter 13.
+
+    SciPy's ``eigsh`` (ARPACK) runs on a ``LinearOperator`` whose matvec is :func:`hvp`, with float64
+    on the SciPy side. ``which='LA'`` (largest algebraic), not ``'LM'`` (largest magnitude): away
+    from a minimum the Hessian has negative eigenvalues, and ``'LM'`` would return a large negative
+    one in place of ``lambda_max``, the sharpness SAM is said to reduce. The start vector is
+    Gaussian from ``seed``, so runs are reproducible.
+
+    Args:
+        k: how many eigenvalues, ``1 <= k < dim`` (ARPACK needs ``k < dim``).
+        tol: relative accuracy; ARPACK stops when the residual of every Ritz pair satisfies
+            ``||H u - theta u|| <= tol * |theta|`` (the same test as :func:`power_iteration`, except
+            that ARPACK floors ``|theta|`` at about ``1e-11`` for eigenvalues near zero). With
+            float32 models, tolerances much below ``1e-5`` may not be reachable.
+        max_iter: maximum number of ARPACK restarts (each costs up to ``ncv - k`` HVPs).
+        ncv: Lanczos vectors kept between restarts, ``k < ncv <= dim``; default SciPy's
+            ``min(dim, max(2k + 1, 20))``.
+        seed: seed of the start vector.
+        return_eigenvectors: also return the eigenvectors (``(dim, k)``, float64).
+
+    Returns:
+        An :class:`EigenResult` with eigenvalues in descending order and ``num_hvps`` = the number of
+        matvec calls ARPACK made.
+
+    Raises:
+        ValueError: bad arguments, or BatchNorm/dropout in training mode.
+        RuntimeError: ARPACK did not converge within ``max_iter`` restarts.
+    """
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    _check_tol(tol)
+    _check_int("max_iter", max_iter, 1)
+    op = _Hessian(model, loss_fn, data)
+    _check_int("k", k, 1, op.dim - 1)
+    if ncv is not None:
+        _check_int("ncv", ncv, k + 1, op.dim)
+    v0 = torch.randn(op.dim, generator=_generator(seed), dtype=torch.float64)
+
+    def matvec(x):
+        v = torch.from_numpy(x.reshape(-1).copy())
+        return op.matvec(v).to(device="cpu", dtype=torch.float64).numpy()
+
+    linear_op = LinearOperator((op.dim, op.dim), matvec=matvec, dtype="float64")
+    try:
+        out = eigsh(linear_op, k=k, which="LA", tol=tol, maxiter=max_iter, ncv=ncv, v0=v0.numpy(),
+                    return_eigenvectors=return_eigenvectors)
+    except ArpackNoConvergence as err:
+        raise RuntimeError(
+            f"Lanczos did not converge to tol={tol} in max_iter={max_iter} restarts "
+            f"({op.num_hvps} Hessian-vector products); raise max_iter or tol"
+        ) from err
+    values, vectors = out if return_eigenvectors else (out, None)
+    order = values.argsort()[::-1].copy()
+    eigenvalues = torch.from_numpy(values[order].copy())
+    eigenvectors = _result_vectors(torch.from_numpy(vectors[:, order].copy())) if vectors is not None else None
+    return EigenResult(eigenvalues, eigenvectors, op.num_hvps, True)
+
+
+def power_iteration(model: nn.Module, loss_fn: LossFn, data, tol: float = 1e-4, max_iter: int = 1000,
+                    seed: int = 0) -> EigenResult:
+    """The dominant Hessian eigenvalue by power iteration: ``u <- H u / ||H u||``. Chapter 13.
+
+    Stops when ``||H u - theta u|| <= tol * |theta|`` with ``theta = u^T H u`` (the residual test
+    ARPACK uses in :func:`top_eigenvalues`, so the two HVP counts answer the same question). The
+    error shrinks like ``(|lambda_2| / |lambda_1|)^t``: slow when the spectral gap is small.
+
+    Power iteration finds the eigenvalue of largest MAGNITUDE; if the most negative eigenvalue is
+    larger in magnitude than ``lambda_max`` it returns that one (check the sign, or use
+    :func:`top_eigenvalues`).
+
+    Args:
+        tol: relative residual tolerance, as above.
+        max_iter: maximum number of iterations (= HVPs).
+        seed: seed of the Gaussian start vector.
+
+    Returns:
+        An :class:`EigenResult` with one eigenvalue, its eigenvector (``(dim, 1)``), ``num_hvps`` and
+        ``converged=False`` if ``max_iter`` was reached first (the last estimate is still returned).
+    """
+    _check_tol(tol)
+    _check_int("max_iter", max_iter, 1)
+    op = _Hessian(model, loss_fn, data)
+    u = torch.randn(op.dim, generator=_generator(seed), dtype=torch.float64)
+    u = u / torch.linalg.vector_norm(u)
+    theta, converged = 0.0, False
+    for _ in range(max_iter):
+        w = op.matvec(u).to(device="cpu", dtype=torch.float64)
+        theta = float(u @ w)
+        residual = float(torch.linalg.vector_norm(w - theta * u))
+        if residual <= tol * abs(theta):
+            converged = True
+            break
+        norm = torch.linalg.vector_norm(w)
+        if norm == 0:  # u is in the null space: H u = 0 exactly, theta = 0 is an eigenvalue.
+            converged = True
+            break
+        u = w / norm
+    vectors = _result_vectors(u.reshape(-1, 1))
+    return EigenResult(torch.tensor([theta], dtype=torch.float64), vectors, op.num_hvps, converged)
+
+
+def hutchinson_trace(model: nn.Module, loss_fn: LossFn, data, samples: int = 100, seed: int = 0) -> TraceEstimate:
+    """Hutchinson's estimator of ``tr(H)``: the mean of ``z^T H z`` over Rademacher vectors ``z``. Chapter 13.
+
+    Unbiased, because ``E[z z^T] = I``; with Rademacher entries the variance of one sample is
+    ``2 * sum_{i != j} H_ij^2``, the smallest among vectors of independent entries with mean 0 and
+    variance 1 (Hutchinson, 1990), and the standard error falls like ``1 / sqrt(samples)``.
+
+    Args:
+        samples: number of random vectors (= HVPs), ``>= 1``; one sample gives ``stderr = nan``.
+        seed: seed of the random vectors.
+    """
+    _check_int("samples", samples, 1)
+    gen = _generator(seed)
+    op = _Hessian(model, loss_fn, data)
+    values = torch.empty(samples, dtype=torch.float64)
+    for i in range(samples):
+        z = _rademacher(op.dim, gen)
+        values[i] = z @ op.matvec(z).to(device="cpu", dtype=torch.float64)
+    stderr = float(values.std(correction=1) / math.sqrt(samples)) if samples > 1 else math.nan
+    return TraceEstimate(float(values.mean()), stderr, values, op.num_hvps)
+
+
+def _lanczos(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """``steps`` Lanczos steps with full reorthogonalization from ``start``; returns the tridiagonal's
+    diagonal ``alpha`` and off-diagonal ``beta`` (float64), shorter if the Krylov space is exhausted."""
+    dim = start.numel()
+    basis = torch.empty(steps, dim, dtype=torch.float64)
+    basis[0] = start / torch.linalg.vector_norm(start)
+    alphas, betas = [], []
+    scale = 0.0
+    for j in range(steps):
+        w = matvec(basis[j]).to(device="cpu", dtype=torch.float64)
+        alpha = float(basis[j] @ w)
+        alphas.append(alpha)
+        if j == steps - 1:
+            break
+        # Classical Gram-Schmidt against the whole basis, twice ("twice is enough"): without it the
+        # Lanczos vectors lose orthogonality in floating point and converged Ritz values reappear as
+        # spurious copies, which would put false mass in the density.
+        q = basis[: j + 1]
+        w = w - q.T @ (q @ w)
+        w = w - q.T @ (q @ w)
+        beta = float(torch.linalg.vector_norm(w))
+        scale = max(scale, abs(alpha), beta)
+        if beta <= 1e-10 * scale:  # invariant subspace: T already holds all the spectrum start can see
+            break
+        betas.append(beta)
+        basis[j + 1] = w / beta
+    return torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas, dtype=torch.float64)
+
+
+def spectral_density(model: nn.Module, loss_fn: LossFn, data, steps: int = 64, starts: int = 4,
+                     seed: int = 0) -> SpectralDensity:
+    """The Hessian's eigenvalue density by stochastic Lanczos quadrature. Chapter 13.
+
+    Ubaru, Chen and Saad (2017); applied to neural networks by Ghorbani, Krishnan and Xiao (2019).
+    For each of ``starts`` random unit vectors ``v`` (normalized Rademacher), ``steps`` Lanczos steps
+    with full reorthogonalization give a tridiagonal ``T``; its eigenvalues (Ritz values) are the
+    nodes and the squared first components of its eigenvectors the weights of a Gauss quadrature
+    for ``v^T f(H) v = sum_i (u_i^T v)^2 f(lambda_i)``, exact for polynomials of degree up to
+    ``2 * steps - 1``. Averaging over starts estimates ``tr f(H) / dim``, i.e. the density. With
+    ``steps = dim`` the nodes are the exact eigenvalues (distinct ones, when some repeat). The
+    Lanczos basis of one start is kept in memory: ``8 * steps * dim`` bytes.
+
+    Args:
+        steps: Lanczos steps per start, ``1 <= steps <= dim`` (Ghorbani et al. use about 90).
+        starts: number of random start vectors, ``>= 1``.
+        seed: seed of the start vectors.
+
+    Returns:
+        A :class:`SpectralDensity`; ``.density(grid, sigma)`` smooths it for plotting.
+    """
+    _check_int("starts", starts, 1)
+    gen = _generator(seed)
+    op = _Hessian(model, loss_fn, data)
+    _check_int("steps", steps, 1, op.dim)
+    nodes, weights = [], []
+    for _ in range(starts):
+        alpha, beta = _lanczos(op.matvec, _rademacher(op.dim, gen), steps)
+        tri = torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
+        ritz, vectors = torch.linalg.eigh(tri)
+        nodes.append(ritz)
+        weights.append(vectors[0] ** 2 / starts)
+    return SpectralDensity(torch.cat(nodes), torch.cat(weights), starts, steps, op.num_hvps)
+
+
+def gaussian_density(nodes: Tensor, weights: Tensor, grid: Tensor, sigma: float) -> Tensor:
+    """``phi(t) = sum_i weights[i] * N(t; nodes[i], sigma^2)`` on ``grid``. Chapter 13.
+
+    Args:
+        nodes, weights: 1-D tensors of equal length (e.g. from :func:`spectral_density`).
+        grid: 1-D tensor of eigenvalue positions.
+        sigma: smoothing width in eigenvalue units, ``> 0``.
+
+    Returns:
+        ``(len(grid),)`` float64; integrates to ``weights.sum()`` over the real line.
+    """
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    nodes, weights, grid = (torch.as_tensor(t, dtype=torch.float64) for t in (nodes, weights, grid))
+    if nodes.ndim != 1 or weights.shape != nodes.shape:
+        raise ValueError(f"nodes and weights must be 1-D of equal length, got {tuple(nodes.shape)} and {tuple(weights.shape)}")
+    if grid.ndim != 1:
+        raise ValueError(f"grid must be 1-D, got shape {tuple(grid.shape)}")
+    z = (grid[:, None] - nodes[None, :]) / sigma
+    return (torch.exp(-0.5 * z**2) @ weights) / (sigma * math.sqrt(2 * math.pi))
+
+
+def dense_hessian(model: nn.Module, loss_fn: LossFn, data, max_dim: int = 4096) -> Tensor:
+    """The exact ``(dim, dim)`` Hessian of a tiny model: the tests' oracle (chapters 4 and 13).
+
+    Uses ``torch.autograd.functional.hessian`` on a function of the flat parameter vector, built
+    with ``torch.func.functional_call``: the model's parameters are replaced, not differentiated in
+    place, so this shares none of :func:`hvp`'s splitting, batch weighting or ``grad_outputs``
+    code. (``torch.func.hessian`` would do as well, but its first call costs seconds of set-up and
+    warns under current PyTorch.) Costs ``dim`` backward passes and ``dim^2`` memory, hence
+    ``max_dim``.
+
+    Returns:
+        ``(dim, dim)`` symmetric tensor in the parameters' dtype, rows and columns ordered like the
+        flat vectors of this module.
+    """
+    _check_eval_mode(model)
+    params = _trainable(model)
+    dim = _dim(params)
+    _check_int("max_dim", max_dim, 1)
+    if dim > max_dim:
+        raise ValueError(f"model has {dim} trainable parameters, more than max_dim={max_dim}; dense_hessian is for tiny models")
+    batches = _batches(data, params[0].device)
+    total = sum(y.shape[0] for _, y in batches)
+    lookup = {id(p): p for p in params}
+    names = [name for name, p in model.named_parameters() if id(p) in lookup]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in params])
+
+    def loss_of(flat: Tensor) -> Tensor:
+        pieces = _split(flat, params, "flat")
+        state = dict(zip(names, pieces))
+        losses = [loss_fn(functional_call(model, state, (x,)), y) * (y.shape[0] / total) for x, y in batches]
+        return torch.stack(losses).sum()
+
+    return torch.autograd.functional.hessian(loss_of, flat0).detach()

