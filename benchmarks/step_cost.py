@@ -1,9 +1,9 @@
 """Cost of one training step: the base optimizer, sam_course.SAM, pytorch_optimizer.SAM and m-SAM.
 
 Every method trains its own copy of the model on the same fixed batch; the methods take turns
-(interleaved, in a new random order each round) so that the machine's drift hits all of them
-alike, and each is summarized by its median step time. Prints the ratio of each to the base step
-and checks the targets of the package (issue 3):
+(interleaved, in a new random order each round, by ``sam_course.timing.compare_step_times``) so
+that the machine's drift hits all of them alike, and each is summarized by its median step time.
+Prints the ratio of each to the base step and checks the targets of the package (issue 3):
 
 - SAM at most 2.1x the base step on the CNN and 2.3x on the MLP (two passes make 2.0x the floor);
 - sam_course.SAM no slower than pytorch_optimizer.SAM (to within 3 %, the noise of a median);
@@ -15,9 +15,6 @@ Run: ``python benchmarks/step_cost.py [--rounds 60]``. Chapter 5 quotes its outp
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
-import time
 
 import torch
 from torch import nn
@@ -25,46 +22,17 @@ from torch import nn
 from sam_course.models import MLP, SmallCNN
 from sam_course.msharpness import msam_step
 from sam_course.optim import SAM
+from sam_course.timing import compare_step_times, train_step
 
 BATCH = 128
 LOSS = nn.CrossEntropyLoss()
+BASELINE = "base (SGD)"
 
 
-def base_step(model, x, y, **kwargs):
-    opt = torch.optim.SGD(model.parameters(), **kwargs)
-
-    def step():
-        opt.zero_grad()
-        LOSS(model(x), y).backward()
-        opt.step()
-
-    return step
-
-
-def sam_step(model, x, y, **kwargs):
-    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, **kwargs)
-
-    def step():
-        LOSS(model(x), y).backward()
-        opt.first_step(zero_grad=True)
-        LOSS(model(x), y).backward()
-        opt.second_step(zero_grad=True)
-
-    return step
-
-
-def peer_sam_step(model, x, y, **kwargs):
+def peer_sam(params, **kwargs):
     import pytorch_optimizer
 
-    opt = pytorch_optimizer.SAM(model.parameters(), torch.optim.SGD, rho=0.05, **kwargs)
-
-    def step():
-        LOSS(model(x), y).backward()
-        opt.first_step(zero_grad=True)
-        LOSS(model(x), y).backward()
-        opt.second_step(zero_grad=True)
-
-    return step
+    return pytorch_optimizer.SAM(params, torch.optim.SGD, rho=0.05, **kwargs)
 
 
 def msam(m):
@@ -76,9 +44,10 @@ def msam(m):
 
 
 METHODS = {
-    "base (SGD)": base_step,
-    "sam_course.SAM": sam_step,
-    "pytorch_optimizer.SAM": peer_sam_step,
+    BASELINE: lambda model, x, y, **kw: train_step(model, torch.optim.SGD(model.parameters(), **kw), LOSS, x, y),
+    "sam_course.SAM": lambda model, x, y, **kw: train_step(
+        model, SAM(model.parameters(), torch.optim.SGD, rho=0.05, **kw), LOSS, x, y),
+    "pytorch_optimizer.SAM": lambda model, x, y, **kw: train_step(model, peer_sam(model.parameters(), **kw), LOSS, x, y),
     "m-SAM m=32": msam(32),
     "m-SAM m=16": msam(16),
     "m-SAM m=4": msam(4),
@@ -86,6 +55,8 @@ METHODS = {
 
 
 def measure(make_model, input_shape, rounds, warmup=5, seed=0):
+    """Median seconds per step of every method, each on its own copy of the model (same init)."""
+    # Step time does not depend on the pixel values, so a fixed random batch stands in for data.
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(BATCH, *input_shape, generator=gen)
     y = torch.randint(0, 10, (BATCH,), generator=gen)
@@ -93,23 +64,11 @@ def measure(make_model, input_shape, rounds, warmup=5, seed=0):
     for name, factory in METHODS.items():
         torch.manual_seed(seed)
         steps[name] = factory(make_model(), x, y, lr=0.01, momentum=0.9)
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times = {name: [] for name in steps}
-    order = list(steps)
-    rng = random.Random(seed)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return compare_step_times(steps, rounds, baseline=BASELINE, warmup=warmup, seed=seed).medians()
 
 
 def report(title, medians, sam_target):
-    base, sam, peer = medians["base (SGD)"], medians["sam_course.SAM"], medians["pytorch_optimizer.SAM"]
+    base, sam, peer = medians[BASELINE], medians["sam_course.SAM"], medians["pytorch_optimizer.SAM"]
     print(f"\n{title}")
     print(f"{'method':<24}{'median ms':>10}{'x base':>9}{'x SAM':>8}")
     for name, t in medians.items():

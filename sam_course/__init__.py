@@ -2,24 +2,26 @@
 
 ``from sam_course import SAM`` gives the optimizer. Everything else lives in one module per idea,
 each listing its public names in ``__all__``: ``optim``, ``msharpness``, ``noise``,
-``functions``, ``data``, ``models``, ``profiles``. Modules that need pandas, matplotlib or SciPy
-(``train``, ``landscape``, ``hessian``, ``plotting``) are imported on first use, so
+``functions``, ``data``, ``models``, ``profiles``, ``bound``, ``sam_gradient``. Modules that need
+pandas, matplotlib or SciPy, or that build on them (``train``, ``experiments``, ``landscape``,
+``hessian``, ``plotting``, ``paper``, ``timing``), are imported on first use, so
 ``import sam_course`` costs little more than ``import torch``.
 """
 
 import importlib
 
-from . import data, functions, models, msharpness, noise, optim, profiles
+from . import bound, data, functions, models, msharpness, noise, optim, profiles, sam_gradient
 from .optim import SAM, epsilon_hat, frozen_batchnorm_stats
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("train", "landscape", "hessian", "plotting")
+_LAZY_MODULES = ("train", "experiments", "landscape", "hessian", "plotting", "paper", "timing")
 
 __all__ = [
     "SAM",
     "epsilon_hat",
     "frozen_batchnorm_stats",
+    "bound",
     "data",
     "functions",
     "models",
@@ -27,6 +29,7 @@ __all__ = [
     "noise",
     "optim",
     "profiles",
+    "sam_gradient",
     *_LAZY_MODULES,
 ]
 

@@ -5,6 +5,10 @@ by side; chapter 6 runs Adagrad and SAM-Adagrad on :data:`EASOM` and
 :data:`EGGHOLDER` with :func:`run_optimizer` and draws contour plots from
 :func:`grid`.
 
+Chapter 6 also runs many starts at once (:func:`run_from_starts` over a
+:func:`start_grid`) and sorts where the runs end (:func:`classify_endpoints`,
+:func:`hessian_eigenvalues`).
+
 Every function takes a tensor of points of shape ``(..., 2)`` (the last axis
 holds ``(x, y)``) and returns the values, shape ``(...)``, in the input's
 dtype, so the same code evaluates one point, a trajectory or a whole grid.
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sam_course.optim import SAM
+
 __all__ = [
     "TestFunction",
     "SharpFlatFunction",
@@ -31,6 +37,14 @@ __all__ = [
     "FUNCTIONS",
     "run_optimizer",
     "grid",
+    "BASE_OPTIMIZERS",
+    "optimizer_factory",
+    "start_grid",
+    "run_from_starts",
+    "run_bruteforce_sam",
+    "distance_to_minima",
+    "classify_endpoints",
+    "hessian_eigenvalues",
 ]
 
 Box = tuple[tuple[float, float], tuple[float, float]]
@@ -377,3 +391,390 @@ def grid(function: TestFunction, n: int, dtype: torch.dtype = torch.float64):
     with torch.no_grad():
         Z = function(torch.stack((X, Y), dim=-1))
     return X, Y, Z
+
+
+# --------------------------------------------------------------------------
+# many starts at once (chapter 6; chapter 1 uses the same helpers)
+# --------------------------------------------------------------------------
+
+BASE_OPTIMIZERS: tuple[str, ...] = ("SGD", "Adam", "Adagrad")
+"""The base optimizers :func:`optimizer_factory` knows; each also exists as ``"SAM-<base>"``."""
+
+_BASE_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "SGD": torch.optim.SGD,
+    "Adam": torch.optim.Adam,
+    "Adagrad": torch.optim.Adagrad,
+}
+
+
+def _check_positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_count(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_function(function) -> None:
+    if not isinstance(function, TestFunction):
+        raise ValueError(f"function must be a TestFunction, got {type(function).__name__}")
+
+
+def optimizer_factory(
+    label: str, lr: float, rho: float = 0.05, **base_kwargs
+) -> Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]:
+    """A factory ``params -> optimizer`` for the optimizer named ``label`` (chapter 6).
+
+    ``label`` is a base optimizer of :data:`BASE_OPTIMIZERS` (``"SGD"``,
+    ``"Adam"``, ``"Adagrad"``) or its SAM version (``"SAM-SGD"``, ...), the
+    names the plots use for their colours (:func:`sam_course.plotting.color_for`).
+    The factory is what :func:`run_optimizer` and :func:`run_from_starts` take.
+
+    Args:
+        label: ``"<base>"`` or ``"SAM-<base>"``, spelled as above.
+        lr: the base optimizer's learning rate, finite and > 0.
+        rho: SAM's radius (in the units of the function's coordinates), finite
+            and >= 0; ignored by the base optimizers.
+        **base_kwargs: more keyword arguments of the base optimizer (``momentum``...).
+
+    Raises:
+        ValueError: on an unknown label, a bad ``lr`` or a bad ``rho``.
+    """
+    allowed = list(BASE_OPTIMIZERS) + [f"SAM-{base}" for base in BASE_OPTIMIZERS]
+    if not isinstance(label, str) or label not in allowed:
+        raise ValueError(f"label must be one of {allowed}, got {label!r}")
+    lr = _check_positive(lr, "lr")
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+    use_sam = label.startswith("SAM-")
+    base = _BASE_CLASSES[label.removeprefix("SAM-")]
+
+    def factory(params):
+        if use_sam:
+            return SAM(params, base, rho=float(rho), lr=lr, **base_kwargs)
+        return base(params, lr=lr, **base_kwargs)
+
+    return factory
+
+
+def _check_window(function: TestFunction, window) -> Box:
+    if window is None:
+        return function.domain
+    try:
+        (xmin, xmax), (ymin, ymax) = window
+        xmin, xmax, ymin, ymax = (float(v) for v in (xmin, xmax, ymin, ymax))
+    except (TypeError, ValueError):
+        raise ValueError(f"window must be ((xmin, xmax), (ymin, ymax)), got {window!r}") from None
+    (dxmin, dxmax), (dymin, dymax) = function.domain
+    if not (dxmin <= xmin < xmax <= dxmax and dymin <= ymin < ymax <= dymax):
+        raise ValueError(
+            f"window must be a non-empty box inside the domain {function.domain}, got {window!r}"
+        )
+    return (xmin, xmax), (ymin, ymax)
+
+
+def start_grid(function: TestFunction, n: int, window: Box | None = None, dtype: torch.dtype = torch.float64):
+    """``n * n`` starting points: the centres of an ``n`` x ``n`` grid of cells (chapters 1 and 6).
+
+    Cell centres rather than grid nodes keep every start strictly inside the box
+    (none on the boundary, where a projected optimizer already sits on a face)
+    and spread the starts evenly, each standing for an equal area.
+
+    Args:
+        function: the :class:`TestFunction` whose domain holds the window.
+        n: points per side, an integer >= 1.
+        window: ``((xmin, xmax), (ymin, ymax))`` inside the domain; the domain when None.
+        dtype: floating dtype of the result.
+
+    Returns:
+        Tensor of shape ``(n * n, 2)``, x varying fastest, so that
+        ``result.reshape(n, n, 2)`` has rows following y and columns following x
+        (the convention of :func:`grid` and matplotlib).
+
+    Raises:
+        ValueError: on a bad ``n`` or a window that is not a box inside the domain.
+    """
+    _check_function(function)
+    n = _check_count(n, "n", 1)
+    (xmin, xmax), (ymin, ymax) = _check_window(function, window)
+    centres = (torch.arange(n, dtype=dtype) + 0.5) / n
+    xs = xmin + (xmax - xmin) * centres
+    ys = ymin + (ymax - ymin) * centres
+    X, Y = torch.meshgrid(xs, ys, indexing="xy")
+    return torch.stack((X.reshape(-1), Y.reshape(-1)), dim=-1)
+
+
+def _is_two_step(optimizer) -> bool:
+    return callable(getattr(optimizer, "first_step", None)) and callable(getattr(optimizer, "second_step", None))
+
+
+def run_from_starts(
+    function: TestFunction,
+    starts,
+    optimizer_factory: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+    steps: int,
+    project: bool = True,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Run one optimizer from each of many starts; the same paths as :func:`run_optimizer` (chapter 6).
+
+    Every start gets its own parameter of shape ``(2,)`` and its OWN optimizer
+    from ``optimizer_factory([param])``, so the runs are independent. That
+    matters for SAM: its ε̂ divides by one norm over all the parameters it
+    holds, so a single SAM over an ``(N, 2)`` tensor would couple the starts
+    (each would be perturbed by its share of a joint gradient). Only the
+    function evaluations are batched: one forward and one backward over all
+    points per gradient, which is exact because each value depends only on its
+    own point. The optimizers then step one by one; on two CPU cores this costs
+    a few hundred microseconds per start and step, dominated by
+    ``torch.optim``'s per-call overhead, against about 1.5 ms for a separate
+    :func:`run_optimizer` per start.
+
+    Optimizers with ``first_step`` and ``second_step`` (:class:`~sam_course.optim.SAM`)
+    are driven through them (gradient at ``w``, ``first_step``, gradient at
+    ``w + ε̂``, ``second_step``), which is what ``SAM.step(closure)`` does;
+    other optimizers get ``step()`` after one gradient. Optimizers that must
+    re-evaluate the loss inside ``step`` (L-BFGS) are not supported: use
+    :func:`run_optimizer` for them.
+
+    Args:
+        function: the :class:`TestFunction` to minimize.
+        starts: points of shape ``(N, 2)``, ``N >= 1``, inside the domain.
+        optimizer_factory: callable taking a list with one parameter and
+            returning an optimizer over it (e.g. :func:`optimizer_factory`).
+        steps: number of optimizer steps, ``>= 0``.
+        project: clamp every point onto ``function.domain`` after each step.
+        dtype: floating dtype of the parameters (float64 by default, as in
+            :func:`run_optimizer`).
+
+    Returns:
+        Tensor of shape ``(N, steps + 1, 2)``: for each start, the start and
+        the point after each step.
+
+    Raises:
+        ValueError: on a bad function, starts outside the domain or of the wrong
+            shape, a bad ``steps`` or ``dtype``, or an L-BFGS optimizer.
+    """
+    _check_function(function)
+    steps = _check_count(steps, "steps", 0)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+    points = torch.as_tensor(starts, dtype=dtype).detach().clone()
+    if points.dim() != 2 or points.shape[0] < 1 or points.shape[1] != 2:
+        raise ValueError(f"starts must have shape (N, 2) with N >= 1, got {tuple(points.shape)}")
+    if not (torch.isfinite(points).all() and function.contains(points)):
+        raise ValueError(f"starts must lie in the domain {function.domain}")
+
+    params = [torch.nn.Parameter(point) for point in points]
+    optimizers = [optimizer_factory([param]) for param in params]
+    if any(isinstance(opt, torch.optim.LBFGS) for opt in optimizers):
+        raise ValueError("optimizer_factory returned L-BFGS, which re-evaluates the loss in step(); use run_optimizer")
+    two_step = [_is_two_step(opt) for opt in optimizers]
+    (xmin, xmax), (ymin, ymax) = function.domain
+    low = torch.tensor([xmin, ymin], dtype=dtype)
+    high = torch.tensor([xmax, ymax], dtype=dtype)
+
+    def gradients():
+        for param in params:
+            param.grad = None
+        with torch.enable_grad():
+            function.f(torch.stack(params)).sum().backward()
+
+    paths = torch.empty(len(params), steps + 1, 2, dtype=dtype)
+    paths[:, 0] = points
+    for step in range(1, steps + 1):
+        gradients()
+        if any(two_step):
+            for opt, is_sam in zip(optimizers, two_step):
+                if is_sam:
+                    opt.first_step()
+            gradients()  # at w + ε̂ for the SAM runs; unchanged points for the others
+        for opt, is_sam in zip(optimizers, two_step):
+            if is_sam:
+                opt.second_step()
+            else:
+                opt.step()
+        with torch.no_grad():
+            current = torch.stack(params)
+            if project:
+                current = torch.maximum(torch.minimum(current, high), low)
+                torch._foreach_copy_(params, list(current.unbind(0)))
+            paths[:, step] = current
+    return paths
+
+
+def run_bruteforce_sam(
+    function: TestFunction,
+    starts,
+    base_factory: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+    rho: float,
+    steps: int,
+    n_angles: int = 64,
+    n_radii: int = 8,
+    project: bool = True,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """SAM with its inner maximization solved by brute force instead of to first order (chapters 3 and 6).
+
+    SAM's step needs ``ε* = argmax_{||ε||_2 <= ρ} f(w + ε)``; Algorithm 1
+    replaces it by the first-order ``ε̂ = ρ ∇f(w) / ||∇f(w)||``. In two
+    dimensions the maximum can be searched directly: here ``f(w + ε)`` is
+    evaluated at the centre of the disk and on ``n_radii`` circles of radii
+    ``ρ k / n_radii`` with ``n_angles`` directions each, the best candidate is
+    taken as ``ε*``, and the base optimizer steps with ``∇f(w + ε*)``. Interior
+    candidates matter: the worst point of a disk need not lie on its edge
+    (a peak inside it). Comparing this with :func:`run_from_starts` and
+    :class:`~sam_course.optim.SAM` separates what SAM's objective asks for from
+    what its first-order step does (chapter 6).
+
+    All starts share one parameter of shape ``(N, 2)`` and one base optimizer;
+    the runs stay independent only because the base optimizer acts entry by
+    entry, as SGD (without weight decay coupling), Adagrad and Adam do. SAM
+    itself is refused: its global norm would couple the starts.
+
+    Args:
+        function: the :class:`TestFunction` to minimize.
+        starts: points of shape ``(N, 2)``, ``N >= 1``, inside the domain.
+        base_factory: callable taking a list with one ``(N, 2)`` parameter and
+            returning an element-wise optimizer, e.g. ``optimizer_factory("Adagrad", 0.5)``.
+        rho: radius of the disk, finite and >= 0 (0 gives the base optimizer).
+        steps: number of steps, >= 0.
+        n_angles: directions per circle, >= 1.
+        n_radii: circles, >= 1; the grid has ``1 + n_radii * n_angles`` candidates.
+        project: clamp the points onto the domain after each step (the
+            candidates ``w + ε`` may leave it, as SAM's ``w + ε̂`` may).
+        dtype: floating dtype.
+
+    Returns:
+        Tensor of shape ``(N, steps + 1, 2)``, as :func:`run_from_starts`.
+
+    Raises:
+        ValueError: on bad arguments, or a base optimizer that is SAM or L-BFGS.
+    """
+    _check_function(function)
+    steps = _check_count(steps, "steps", 0)
+    n_angles = _check_count(n_angles, "n_angles", 1)
+    n_radii = _check_count(n_radii, "n_radii", 1)
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+    points = torch.as_tensor(starts, dtype=dtype).detach().clone()
+    if points.dim() != 2 or points.shape[0] < 1 or points.shape[1] != 2:
+        raise ValueError(f"starts must have shape (N, 2) with N >= 1, got {tuple(points.shape)}")
+    if not (torch.isfinite(points).all() and function.contains(points)):
+        raise ValueError(f"starts must lie in the domain {function.domain}")
+
+    param = torch.nn.Parameter(points.clone())
+    optimizer = base_factory([param])
+    if isinstance(optimizer, (SAM, torch.optim.LBFGS)):
+        raise ValueError(
+            f"base_factory must return an element-wise base optimizer (SGD, Adagrad, Adam...), "
+            f"got {type(optimizer).__name__}"
+        )
+    angles = torch.arange(n_angles, dtype=dtype) * (2 * math.pi / n_angles)
+    radii = torch.arange(1, n_radii + 1, dtype=dtype) * (float(rho) / n_radii)
+    rings = radii[:, None, None] * torch.stack((angles.cos(), angles.sin()), dim=-1)
+    offsets = torch.cat((torch.zeros(1, 2, dtype=dtype), rings.reshape(-1, 2)))
+    (xmin, xmax), (ymin, ymax) = function.domain
+    low = torch.tensor([xmin, ymin], dtype=dtype)
+    high = torch.tensor([xmax, ymax], dtype=dtype)
+    rows = torch.arange(len(points))
+
+    paths = torch.empty(len(points), steps + 1, 2, dtype=dtype)
+    paths[:, 0] = points
+    for step in range(1, steps + 1):
+        with torch.no_grad():
+            candidates = param.detach().unsqueeze(1) + offsets
+            worst = candidates[rows, function.f(candidates).argmax(dim=1)]
+        param.grad = function.grad(worst)
+        optimizer.step()
+        with torch.no_grad():
+            if project:
+                param.copy_(torch.maximum(torch.minimum(param, high), low))
+            paths[:, step] = param
+    return paths
+
+
+def _as_minima(function: TestFunction, minima, dtype: torch.dtype) -> torch.Tensor:
+    centres = torch.as_tensor(function.minima if minima is None else minima, dtype=dtype)
+    if centres.dim() != 2 or centres.shape[0] < 1 or centres.shape[1] != 2:
+        raise ValueError(f"minima must be a sequence of K >= 1 points (x, y), got shape {tuple(centres.shape)}")
+    return centres
+
+
+def distance_to_minima(function: TestFunction, points, minima=None) -> torch.Tensor:
+    """Euclidean distances from ``points`` to each minimum (chapter 6).
+
+    Args:
+        function: the :class:`TestFunction` (its ``minima`` are the default).
+        points: tensor of shape ``(..., 2)``, e.g. the end points ``paths[:, -1]``.
+        minima: ``K`` points ``(x, y)`` to measure to, e.g.
+            ``(SHARP_FLAT.sharp_minimum, SHARP_FLAT.flat_minimum)``; the
+            function's global minima when None.
+
+    Returns:
+        Tensor of shape ``(..., K)`` in the units of the coordinates; its
+        ``.min(-1).values`` is the distance to the nearest global minimum.
+    """
+    _check_function(function)
+    points = _as_points(points)
+    centres = _as_minima(function, minima, points.dtype)
+    return torch.linalg.vector_norm(points.unsqueeze(-2) - centres, dim=-1)
+
+
+def classify_endpoints(function: TestFunction, endpoints, minima=None, radius: float = math.inf) -> torch.Tensor:
+    """Which minimum each run ended at: the index of the nearest one, or -1 (chapter 6).
+
+    Args:
+        function: the :class:`TestFunction` (its ``minima`` are the default).
+        endpoints: tensor of shape ``(..., 2)``.
+        minima: ``K`` points ``(x, y)``; the function's global minima when None.
+        radius: an end point farther than this from every minimum gets -1
+            ("elsewhere"); > 0, infinite by default (always the nearest).
+
+    Returns:
+        Long tensor of shape ``(...)`` with values in ``{-1, 0, ..., K - 1}``.
+        A point exactly halfway between two minima gets the lower index.
+
+    Raises:
+        ValueError: on a radius that is not > 0, or minima of the wrong shape.
+    """
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or math.isnan(radius) or radius <= 0:
+        raise ValueError(f"radius must be a number > 0 (math.inf allowed), got {radius!r}")
+    distances = distance_to_minima(function, endpoints, minima)
+    nearest, index = distances.min(dim=-1)
+    return torch.where(nearest <= radius, index, torch.full_like(index, -1))
+
+
+def hessian_eigenvalues(function: TestFunction, points) -> torch.Tensor:
+    """Eigenvalues of the 2 x 2 Hessian of ``function`` at each point, ascending (chapters 1 and 6).
+
+    The larger one is the curvature along the sharpest direction, the usual
+    measure of how sharp a minimum is (chapter 13 computes it for networks).
+    Each value depends only on its own point, so differentiating the sum of the
+    gradients' x (then y) components gives row x (then y) of every point's
+    Hessian at once.
+
+    Args:
+        function: the :class:`TestFunction`.
+        points: tensor of shape ``(..., 2)``.
+
+    Returns:
+        Tensor of shape ``(..., 2)``: ``[..., 0]`` the smaller, ``[..., 1]`` the
+        larger eigenvalue, in units of the function's values per squared coordinate unit.
+    """
+    _check_function(function)
+    x = _as_points(points).detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(function.f(x).sum(), x, create_graph=True)
+        rows = [torch.autograd.grad(gradient[..., k].sum(), x, retain_graph=k == 0)[0] for k in range(2)]
+    hessian = torch.stack(rows, dim=-2).detach()
+    # Autograd's two mixed partials agree up to rounding; average them so that
+    # eigvalsh sees an exactly symmetric matrix.
+    hessian = 0.5 * (hessian + hessian.transpose(-1, -2))
+    return torch.linalg.eigvalsh(hessian)

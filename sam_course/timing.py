@@ -1,0 +1,238 @@
+"""Interleaved, median-based timing of training steps (chapter 5; ``benchmarks/step_cost.py``).
+
+A SAM step costs two forward-backward passes where the base optimizer needs one, so its time per
+step should be a little over twice the base step. Measuring such a ratio on a shared machine is
+easy to get wrong: the clock speed, other processes and the caches drift over a run, and a method
+timed in one block would absorb whatever drift happened during its block. Here the methods take
+turns: every round calls each step once, in a new random order, and each method is summarized by
+the median of its rounds, which ignores the occasional slow outlier. Ratios are taken against a
+named baseline, both as the ratio of medians and as quartiles of the per-round (paired) ratios.
+
+Example::
+
+    from sam_course.timing import compare_step_times, train_step
+
+    steps = {
+        "SGD": train_step(model_a, torch.optim.SGD(model_a.parameters(), lr=0.1), loss_fn, x, y),
+        "SAM": train_step(model_b, SAM(model_b.parameters(), torch.optim.SGD, lr=0.1), loss_fn, x, y),
+    }
+    result = compare_step_times(steps, rounds=40, baseline="SGD")
+    result.table()          # median ms, quartiles, ratio to SGD
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pandas is imported only when a table is asked for
+    import pandas as pd
+
+__all__ = ["StepTimes", "compare_step_times", "train_step"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _quantile(values: list[float], fraction: float) -> float:
+    """Linear-interpolation quantile (numpy's default), without numpy."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """The result of :func:`compare_step_times`.
+
+    Attributes:
+        samples: for each method, its ``rounds`` step times in seconds, in the order of the rounds
+            (``samples[name][k]`` and ``samples[other][k]`` were measured in the same round).
+        baseline: the method the ratios divide by.
+        orders: the order in which the methods ran in each round.
+        warmup: untimed calls of each method before the first round.
+        seed: seed of the random orders.
+    """
+
+    samples: dict[str, tuple[float, ...]]
+    baseline: str
+    orders: tuple[tuple[str, ...], ...]
+    warmup: int
+    seed: int
+
+    @property
+    def rounds(self) -> int:
+        """Number of timed rounds."""
+        return len(self.orders)
+
+    def medians(self) -> dict[str, float]:
+        """Median step time of each method, in seconds."""
+        return {name: statistics.median(times) for name, times in self.samples.items()}
+
+    def ratios(self) -> dict[str, float]:
+        """Median step time of each method divided by the baseline's median (the baseline is 1)."""
+        medians = self.medians()
+        return {name: t / medians[self.baseline] for name, t in medians.items()}
+
+    def paired_ratios(self, name: str) -> list[float]:
+        """Per-round ratios ``samples[name][k] / samples[baseline][k]`` (same-round pairs)."""
+        if name not in self.samples:
+            raise ValueError(f"name must be one of {list(self.samples)}, got {name!r}")
+        return [t / b for t, b in zip(self.samples[name], self.samples[self.baseline])]
+
+    def table(self) -> pd.DataFrame:
+        """One row per method: median and quartiles in milliseconds, ratio to the baseline.
+
+        Columns: ``median_ms``, ``q25_ms``, ``q75_ms`` (quartiles of the step time),
+        ``ratio`` (ratio of medians) and ``ratio_q25``, ``ratio_q75`` (quartiles of the per-round
+        paired ratios, a measure of how far the ratio can be trusted).
+        """
+        import pandas as pd
+
+        rows = {}
+        for name, times in self.samples.items():
+            paired = self.paired_ratios(name)
+            rows[name] = {
+                "median_ms": 1e3 * statistics.median(times),
+                "q25_ms": 1e3 * _quantile(list(times), 0.25),
+                "q75_ms": 1e3 * _quantile(list(times), 0.75),
+                "ratio": statistics.median(times) / statistics.median(self.samples[self.baseline]),
+                "ratio_q25": _quantile(paired, 0.25),
+                "ratio_q75": _quantile(paired, 0.75),
+            }
+        frame = pd.DataFrame.from_dict(rows, orient="index")
+        frame.index.name = "method"
+        return frame
+
+
+def compare_step_times(
+    steps: Mapping[str, Callable[[], object]],
+    rounds: int,
+    baseline: str | None = None,
+    warmup: int = 3,
+    seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
+    sync: Callable[[], object] | None = None,
+) -> StepTimes:
+    """Time several step functions against each other, interleaved, and summarize by medians.
+
+    First every step runs ``warmup`` times (untimed; lazy initialization, caches, optimizer state).
+    Then, for each of ``rounds`` rounds, the steps run once each in a random order drawn from
+    ``random.Random(seed)``, each call timed alone with ``clock``. Chapter 5 uses it to measure
+    SAM's cost per step against its base optimizer.
+
+    Args:
+        steps: name -> a callable taking no argument that performs one step (its return value is
+            ignored). Each should own its model and optimizer, so the steps do not interact.
+        rounds: timed calls of each step, >= 1.
+        baseline: the name the ratios divide by; default the first name of ``steps``.
+        warmup: untimed calls of each step before timing, >= 0.
+        seed: seed of the random order of each round.
+        clock: returns the time in seconds; default ``time.perf_counter`` (the tests inject a fake).
+        sync: called right before each clock reading, e.g. ``torch.cuda.synchronize`` so that
+            queued GPU work is counted in the step that launched it.
+
+    Returns:
+        A :class:`StepTimes` with every sample, the orders, medians and ratios.
+
+    Raises:
+        ValueError: on an empty ``steps``, a non-callable step, a ``baseline`` not among the
+            names, or ``rounds`` / ``warmup`` / ``seed`` out of range.
+    """
+    if not isinstance(steps, Mapping) or not steps:
+        raise ValueError(f"steps must be a non-empty mapping of name -> callable, got {steps!r}")
+    for name, step in steps.items():
+        if not isinstance(name, str):
+            raise ValueError(f"step names must be strings, got {name!r}")
+        if not callable(step):
+            raise ValueError(f"steps[{name!r}] must be callable, got {step!r}")
+    _check_int("rounds", rounds, 1)
+    _check_int("warmup", warmup, 0)
+    _check_int("seed", seed, 0)
+    if baseline is None:
+        baseline = next(iter(steps))
+    if baseline not in steps:
+        raise ValueError(f"baseline must be one of {list(steps)}, got {baseline!r}")
+    if not callable(clock):
+        raise ValueError(f"clock must be callable, got {clock!r}")
+    if sync is not None and not callable(sync):
+        raise ValueError(f"sync must be callable or None, got {sync!r}")
+    wait = sync if sync is not None else (lambda: None)
+
+    names = list(steps)
+    for _ in range(warmup):
+        for name in names:
+            steps[name]()
+    wait()
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    orders = []
+    for _ in range(rounds):
+        order = names[:]
+        rng.shuffle(order)
+        orders.append(tuple(order))
+        for name in order:
+            wait()
+            start = clock()
+            steps[name]()
+            wait()
+            samples[name].append(clock() - start)
+    return StepTimes(
+        samples={name: tuple(t) for name, t in samples.items()},
+        baseline=baseline,
+        orders=tuple(orders),
+        warmup=warmup,
+        seed=seed,
+    )
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+               inputs: Tensor, targets: Tensor) -> Callable[[], float]:
+    """A callable doing one training step of ``model`` on the fixed batch ``(inputs, targets)``.
+
+    With an optimizer that has ``first_step`` and ``second_step`` (:class:`sam_course.SAM`, or a
+    peer implementation with the same two-step API) the step is SAM's: backward at ``w``,
+    ``first_step``, backward at ``w + eps_hat``, ``second_step``. Otherwise it is the usual
+    ``zero_grad``, backward, ``step``. The callable returns the loss at ``w`` as a float. Made for
+    :func:`compare_step_times` (chapter 5, ``benchmarks/step_cost.py``).
+
+    Raises:
+        ValueError: when ``inputs`` and ``targets`` have different batch sizes.
+    """
+    if inputs.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"inputs and targets must have the same batch size, got {inputs.shape[0]} and {targets.shape[0]}"
+        )
+    two_step = callable(getattr(optimizer, "first_step", None)) and callable(getattr(optimizer, "second_step", None))
+
+    if two_step:
+        def step() -> float:
+            optimizer.zero_grad()
+            loss = loss_fn(model(inputs), targets)
+            loss.backward()
+            optimizer.first_step(zero_grad=True)
+            loss_fn(model(inputs), targets).backward()
+            optimizer.second_step(zero_grad=True)
+            return loss.item()
+    else:
+        def step() -> float:
+            optimizer.zero_grad()
+            loss = loss_fn(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+    return step
