@@ -116,7 +116,9 @@ test: setup check-system
 	@set +e; SAM_COURSE_PROFILE=ci $(JB) build . --path-output $(CI_OUT) $(STRICT); \
 	  echo $$? > $(CI_OUT)/build-exit-code
 	@echo ">>> unit tests, nbval on the TOC's notebooks, rendered-page check"
-	SAM_COURSE_PROFILE=ci BOOK_HTML=$(CI_HTML) BOOK_BUILD_EXIT_CODE=$(CI_OUT)/build-exit-code \
+	@# Two pytest workers share the two cores: one thread each, or OpenMP's spinning threads
+	@# fight over the cores and every notebook runs several times slower.
+	OMP_NUM_THREADS=1 SAM_COURSE_PROFILE=ci BOOK_HTML=$(CI_HTML) BOOK_BUILD_EXIT_CODE=$(CI_OUT)/build-exit-code \
 	  $(PY) -m pytest tests $$($(PY) tools/toc_notebooks.py) tools/check_rendered.py \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -n 2 --dist loadscope
 

@@ -40,15 +40,15 @@ __all__ = [
     "landscape_sample",
 ]
 
-#: Chapter 7: fraction of MNIST training labels replaced by a uniformly drawn wrong class.
+#: Fraction of the MNIST training labels replaced by a uniformly drawn wrong class (chapter 7).
 MNIST_NOISE_RATE = 0.8
-#: Chapter 8: the same for CIFAR-10 (or its offline stand-in).
+#: The same fraction for CIFAR-10 or its offline stand-in (chapter 8).
 CIFAR_NOISE_RATE = 0.5
 #: SAM's radius in the main comparisons of chapters 7-9 (the paper's usual value on CIFAR).
 SAM_RHO = 0.05
 
-#: The base optimizers the chapters compare, with the keyword arguments of their runs: Adam at
-#: PyTorch's default learning rate (the set-up of the course's seed), SGD with heavy-ball momentum.
+#: Keyword arguments of the base optimizers the chapters compare, by name. Adam runs at PyTorch's
+#: default learning rate (the set-up of the course's seed), SGD with heavy-ball momentum.
 BASE_OPTIMIZERS: Mapping[str, Mapping[str, float]] = {
     "adam": {"lr": 1e-3},
     "sgd": {"lr": 0.05, "momentum": 0.9},

@@ -203,7 +203,7 @@ EASOM = TestFunction(
 )
 """Easom: -cos x cos y exp(-((x-π)² + (y-π)²)) on [-100, 100]², minimum -1 at (π, π).
 
-Almost flat (|∇f| < 1e-3) farther than about 3 from (π, π). Chapter 6.
+Almost flat (``|∇f| < 1e-3``) farther than about 3 from (π, π). Chapter 6.
 """
 
 EGGHOLDER = TestFunction(
@@ -270,7 +270,7 @@ SHARP_FLAT = SharpFlatFunction(
 )
 """Chapter 1's landscape: a sharp minimum and a flat one, side by side.
 
-f(x, y) = 0.05 (x² + y²) - exp(-|p - (-1.5, 0)|² / 0.045) - 0.9 exp(-|p - (1.5, 0)|² / 1.28)
+``f(x, y) = 0.05 (x² + y²) - exp(-|p - (-1.5, 0)|² / 0.045) - 0.9 exp(-|p - (1.5, 0)|² / 1.28)``
 on [-3, 3]². The sharp minimum (-1.49655, 0), value -0.88856, is the global
 one; the flat minimum (1.39968, 0), value -0.79500, is 0.094 higher. The
 Hessian's top eigenvalue is about 44.5 at the sharp minimum and 1.50 at the flat

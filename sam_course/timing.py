@@ -7,6 +7,9 @@ timed in one block would absorb whatever drift happened during its block. Here t
 turns: every round calls each step once, in a new random order, and each method is summarized by
 the median of its rounds, which ignores the occasional slow outlier. Ratios are taken against a
 named baseline, both as the ratio of medians and as quartiles of the per-round (paired) ratios.
+On a busy machine, wall-clock time also counts the moments another process holds the processor;
+with ``torch.set_num_threads(1)`` and ``clock=time.thread_time`` the timer reads the CPU time of the
+one thread doing the work instead (chapter 5 does this).
 
 Example::
 
