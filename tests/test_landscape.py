@@ -14,15 +14,6 @@ from sam_course.models import SmallCNN
 CE = nn.CrossEntropyLoss()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Thousands of tiny products: thread hand-offs would cost more than the arithmetic, and on a
-    # busy 2-core machine spinning worker threads slow the suite down several times.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 MSE = nn.MSELoss()
 
 

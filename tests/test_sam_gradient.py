@@ -24,14 +24,6 @@ from sam_course.sam_gradient import (
 CE = nn.CrossEntropyLoss()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Many tiny float64 products: worker threads would cost more than they save on 2 busy cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_mlp(seed=0):
     torch.manual_seed(seed)
