@@ -461,14 +461,20 @@ def optimizer_factory(
     return factory
 
 
-def _check_window(function: TestFunction, window) -> Box:
-    if window is None:
-        return function.domain
+def _parse_box(window) -> Box:
+    """``((xmin, xmax), (ymin, ymax))`` as floats; a ValueError names ``window`` otherwise."""
     try:
         (xmin, xmax), (ymin, ymax) = window
         xmin, xmax, ymin, ymax = (float(v) for v in (xmin, xmax, ymin, ymax))
     except (TypeError, ValueError):
         raise ValueError(f"window must be ((xmin, xmax), (ymin, ymax)), got {window!r}") from None
+    return (xmin, xmax), (ymin, ymax)
+
+
+def _check_window(function: TestFunction, window) -> Box:
+    if window is None:
+        return function.domain
+    (xmin, xmax), (ymin, ymax) = _parse_box(window)
     (dxmin, dxmax), (dymin, dymax) = function.domain
     if not (dxmin <= xmin < xmax <= dxmax and dymin <= ymin < ymax <= dymax):
         raise ValueError(

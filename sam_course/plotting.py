@@ -133,11 +133,7 @@ def _window(function, window):
         raise ValueError(f"function must be a sam_course.functions.TestFunction, got {type(function).__name__}")
     if window is None:
         return function.domain
-    try:
-        (xmin, xmax), (ymin, ymax) = window
-        xmin, xmax, ymin, ymax = (float(v) for v in (xmin, xmax, ymin, ymax))
-    except (TypeError, ValueError):
-        raise ValueError(f"window must be ((xmin, xmax), (ymin, ymax)), got {window!r}") from None
+    (xmin, xmax), (ymin, ymax) = _functions._parse_box(window)
     if not (xmin < xmax and ymin < ymax):
         raise ValueError(f"window must have xmin < xmax and ymin < ymax, got {window!r}")
     return (xmin, xmax), (ymin, ymax)
