@@ -1,16 +1,16 @@
 """sam_course: Sharpness-Aware Minimization for PyTorch, and the library of the course "SAM, executable".
 
 ``from sam_course import SAM`` gives the optimizer. Everything else lives in one module per idea,
-each listing its public names in ``__all__``: ``optim``, ``msharpness``, ``noise``,
-``functions``, ``data``, ``models``, ``profiles``, ``bound``, ``sam_gradient``. Modules that need
-pandas, matplotlib or SciPy, or that build on them (``train``, ``experiments``, ``landscape``,
+each listing its public names in ``__all__``: ``optim``, ``scaling``, ``msharpness``, ``noise``,
+``functions``, ``data``, ``models``, ``profiles``, ``bound``, ``sam_gradient``, ``notebook``. Modules
+that need pandas, matplotlib or SciPy, or that build on them (``train``, ``experiments``, ``landscape``,
 ``hessian``, ``plotting``, ``paper``, ``timing``), are imported on first use, so
 ``import sam_course`` costs little more than ``import torch``.
 """
 
 import importlib
 
-from . import bound, data, functions, models, msharpness, noise, optim, profiles, sam_gradient
+from . import bound, data, functions, models, msharpness, noise, notebook, optim, profiles, sam_gradient, scaling
 from .optim import SAM, epsilon_hat, frozen_batchnorm_stats
 
 __version__ = "0.1.0"
@@ -27,9 +27,11 @@ __all__ = [
     "models",
     "msharpness",
     "noise",
+    "notebook",
     "optim",
     "profiles",
     "sam_gradient",
+    "scaling",
     *_LAZY_MODULES,
 ]
 

@@ -329,7 +329,9 @@ class SAM(torch.optim.Optimizer):
         if closure is None:
             raise RuntimeError(
                 "SAM.step needs a closure that does forward + backward and returns the loss "
-                "(opt.step(closure)); or call opt.first_step() and opt.second_step() yourself"
+                "(opt.step(closure)); or call opt.first_step() and opt.second_step() yourself. "
+                "With a torch.amp.GradScaler, scaler.step(sam) cannot work (it unscales only one of "
+                "the two gradients): use sam_course.scaling.SAMStep(model, sam, scaler=scaler)"
             )
         closure = torch.enable_grad()(closure)
         self.zero_grad()
@@ -342,6 +344,15 @@ class SAM(torch.optim.Optimizer):
             raise
         self.second_step()
         return loss
+
+    def restore(self) -> None:
+        """Move the perturbed parameters back to ``w`` exactly, without a base-optimizer step.
+
+        For code that takes the two passes apart, e.g. to skip a step whose second gradient
+        overflowed, or to collect perturbed gradients as :func:`sam_course.msharpness.msam_gradient`
+        does. Does nothing when the parameters are not perturbed.
+        """
+        self._restore()
 
     @torch.no_grad()
     def _restore(self) -> None:

@@ -441,3 +441,18 @@ def test_frozen_batchnorm_stats_keeps_buffers_and_uses_batch_statistics():
     assert bn.track_running_stats
     model(x)
     assert bn.num_batches_tracked.item() == 2
+
+
+def test_restore_returns_to_w_exactly_without_a_step():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1, momentum=0.9)
+    before = [q.detach().clone() for q in model.parameters()]
+    model(torch.randn(8, 5)).square().mean().backward()
+    opt.first_step(zero_grad=True)
+    assert opt.perturbed and not torch.equal(before[0], model.weight)
+    opt.restore()
+    assert not opt.perturbed
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not opt.base_optimizer.state            # no momentum buffer: the base optimizer never stepped
+    opt.restore()                                  # a second call does nothing

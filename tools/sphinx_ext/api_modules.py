@@ -16,8 +16,8 @@ MARKER = "<!-- sam_course-modules -->"
 PAGE = "book/api"
 PACKAGE = Path(__file__).resolve().parents[2] / "sam_course"
 #: Modules in the order the book introduces them; others follow alphabetically.
-ORDER = ("optim", "sam_gradient", "msharpness", "bound", "noise", "functions", "data", "models",
-         "train", "experiments", "landscape", "hessian", "paper", "plotting", "timing", "profiles")
+ORDER = ("optim", "scaling", "sam_gradient", "msharpness", "bound", "noise", "functions", "data", "models",
+         "train", "experiments", "landscape", "hessian", "paper", "plotting", "timing", "profiles", "notebook")
 
 
 def public_modules(package: Path = PACKAGE) -> list[str]:

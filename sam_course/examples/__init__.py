@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m sam_course.examples.<name> --help``."""
