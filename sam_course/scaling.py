@@ -104,7 +104,7 @@ class SAMStep:
     this worker's batch only). ``last_step_skipped`` tells whether the scaler skipped it.
     """
 
-    def __init__(self, model: nn.Module, optimizer: SAM, *, sync_perturbation: bool = False,
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, sync_perturbation: bool = False,
                  accumulation_steps: int = 1, scaler: torch.amp.GradScaler | None = None,
                  autocast_dtype: torch.dtype | None = None, freeze_bn_stats: bool = True) -> None:
         if not isinstance(optimizer, SAM):
