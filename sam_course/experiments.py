@@ -19,13 +19,15 @@ or loaded at import time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 
+import pandas as pd
 import torch
 from torch import Tensor
 
 from .profiles import pick
-from .train import RunConfig, build_data
+from .train import RunConfig, RunResult, build_data
 
 __all__ = [
     "MNIST_NOISE_RATE",
@@ -38,6 +40,13 @@ __all__ = [
     "cifar_resnet",
     "landscape_pairs",
     "landscape_sample",
+    "LABEL_NOISE_RATES",
+    "MEMORIZATION_THRESHOLD",
+    "label_noise_rhos",
+    "label_noise_seeds",
+    "label_noise_run",
+    "pick_rho_on_validation",
+    "memorization_onset",
 ]
 
 #: Fraction of the MNIST training labels replaced by a uniformly drawn wrong class (chapter 7).
@@ -189,3 +198,131 @@ def landscape_sample(cfg: RunConfig, n: int, seed: int = 0) -> tuple[Tensor, Ten
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     index = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
     return images[index], train_set.targets[index]
+
+
+# =========================================================================== chapter 11
+# Label noise at 20, 40, 60 and 80 %: SGD against SAM-SGD on Fashion-MNIST, with SAM's radius
+# chosen per noise rate on the clean validation split (as the paper chose its hyper-parameters).
+# Chapter 15 reloads the same cached runs by calling these functions with the same arguments.
+
+#: The symmetric label-noise rates of chapter 11: the columns of Table 4 of the paper.
+LABEL_NOISE_RATES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+#: Chapter 11's onset of memorization: the first epoch at which the network predicts the wrong
+#: (noisy) label of at least this fraction of the relabelled training images. A network that
+#: ignores the wrong labels predicts about 0 of them (or 1/9 by chance over the 9 wrong classes).
+MEMORIZATION_THRESHOLD = 0.25
+
+
+def label_noise_rhos() -> tuple[float, ...]:
+    """Chapter 11's grid of SAM radii, from which the clean validation split picks one per rate.
+
+    ``ci``: (0.05, 0.1); ``book``: (0.05, 0.1, 0.2), the paper's choices (0.1 at 20-60 %, 0.05
+    at 80 %) and one above; ``paper``: the paper's whole grid {0.01, 0.02, 0.05, 0.1, 0.2, 0.5}.
+    """
+    return pick(ci=(0.05, 0.1), book=(0.05, 0.1, 0.2), paper=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5))
+
+
+def label_noise_seeds() -> tuple[int, ...]:
+    """Chapter 11's seeds: one under ``ci``, two under ``book`` (the chapter trains 32 networks,
+    and the budget of 8 minutes on 2 CPU cores does not fit a third seed), five under ``paper``."""
+    return pick(ci=(0,), book=(0, 1), paper=(0, 1, 2, 3, 4))
+
+
+def label_noise_run(rate: float, sam_rho: float | None = None, seed: int = 0) -> RunConfig:
+    """Chapter 11's run: SGD (or SAM-SGD) on Fashion-MNIST with ``rate`` symmetric label noise.
+
+    A class-balanced subset of Fashion-MNIST's training images (``book``: 2,000; ``ci``: 300;
+    ``paper``: all 60,000), of which 10 % are held out with their clean labels as the validation
+    split, ``rate`` symmetric noise on the rest; 2,000 test images (``paper``: all 10,000). The
+    784-256-256-10 MLP, SGD with learning rate 0.05 and momentum 0.9, cosine schedule, batch 32,
+    30 epochs under ``book`` (about 5 CPU-seconds for an SGD run on one core, twice that for
+    SAM-SGD, evaluation included). The decaying learning rate is what lets SGD memorize the wrong
+    labels within 30 epochs on this small set.
+
+    Args:
+        rate: fraction of the training labels replaced by a uniformly drawn wrong class, in
+            [0, 1) (the chapter uses :data:`LABEL_NOISE_RATES`).
+        sam_rho: SAM's radius around SGD; None trains with SGD alone.
+        seed: the run's seed (initialization, which labels are corrupted, data order).
+
+    Returns:
+        A :class:`~sam_course.train.RunConfig` (``RunConfig`` rejects a bad ``rate`` or
+        ``sam_rho`` with a ``ValueError`` naming the field).
+    """
+    return RunConfig(
+        dataset="fashion_mnist",
+        # pick() reads paper=None as "the book's value", so the whole splits are given by size.
+        n_train=pick(ci=300, book=2000, paper=60_000),
+        n_test=pick(ci=300, book=2000, paper=10_000),
+        val_fraction=0.1,
+        model="mlp",
+        model_kwargs={"hidden": pick(ci=(64, 64), book=(256, 256), paper=(256, 256))},
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        lr_schedule="cosine",
+        sam_rho=sam_rho,
+        noise_rate=rate,
+        epochs=pick(ci=2, book=30, paper=200),
+        batch_size=pick(ci=32, book=32, paper=128),
+        seed=seed,
+    )
+
+
+def pick_rho_on_validation(runs_by_rho: Mapping[float, Sequence[RunResult]], reading: str = "best") -> float:
+    """The radius whose runs have the highest mean clean validation accuracy (chapter 11).
+
+    Args:
+        runs_by_rho: radius -> the runs (one per seed) trained with it; every run needs a
+            ``val_acc`` column (a validation split).
+        reading: ``"best"``: each run's highest validation accuracy over its epochs (the epoch
+            early stopping would keep); ``"last"``: its validation accuracy after the last epoch.
+
+    Returns:
+        The radius with the highest mean over its runs; ties go to the radius listed first.
+
+    Raises:
+        ValueError: on an unknown ``reading``, no radii, a radius without runs, or a run
+            without validation accuracy.
+    """
+    if reading not in ("best", "last"):
+        raise ValueError(f"reading must be 'best' or 'last', got {reading!r}")
+    if not runs_by_rho:
+        raise ValueError("runs_by_rho must hold at least one radius")
+    chosen, chosen_score = None, None
+    for rho, results in runs_by_rho.items():
+        if not results:
+            raise ValueError(f"runs_by_rho[{rho!r}] must hold at least one run")
+        scores = []
+        for result in results:
+            if "val_acc" not in result.history:
+                raise ValueError(f"every run needs a validation split (val_acc); the run with rho={rho!r} has none")
+            val = result.history["val_acc"]
+            scores.append(float(val.max() if reading == "best" else val.iloc[-1]))
+        score = sum(scores) / len(scores)
+        if chosen_score is None or score > chosen_score:  # strict: the first of equal scores wins
+            chosen, chosen_score = rho, score
+    return chosen
+
+
+def memorization_onset(history: pd.DataFrame, threshold: float = MEMORIZATION_THRESHOLD) -> float:
+    """First epoch whose ``train_memorized`` is at least ``threshold``; NaN if none (chapter 11).
+
+    Args:
+        history: a :func:`~sam_course.train.fit` history (columns ``epoch``, ``train_memorized``:
+            the fraction of relabelled training images predicted as their wrong label).
+        threshold: in (0, 1].
+
+    Returns:
+        The epoch as a float (NaN when the run never reaches ``threshold``).
+
+    Raises:
+        ValueError: on a threshold outside (0, 1] or a history without those columns.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    missing = {"epoch", "train_memorized"} - set(history.columns)
+    if missing:
+        raise ValueError(f"history must have the columns 'epoch' and 'train_memorized'; missing {sorted(missing)}")
+    reached = history.loc[history["train_memorized"] >= threshold, "epoch"]
+    return float(reached.min()) if len(reached) else math.nan

@@ -2,7 +2,10 @@
 chapter 9's sample is the run's own training data with the labels it was trained on."""
 
 import dataclasses
+import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -131,3 +134,112 @@ def test_landscape_sample_rejects_bad_sizes(small_mnist, n):
 def test_landscape_sample_rejects_non_configs():
     with pytest.raises(ValueError, match="cfg must be a RunConfig"):
         experiments.landscape_sample({"dataset": "mnist"}, 10)
+
+
+# =========================================================================== chapter 11
+
+
+@pytest.mark.parametrize("name", ["ci", "book", "paper"])
+def test_label_noise_runs_differ_only_in_what_the_chapter_varies(profile, name):
+    profile(name)
+    base = experiments.label_noise_run(0.2)
+    assert base.replace() == base  # valid: replace() re-validates
+    assert (base.dataset, base.optimizer, base.momentum, base.noise_kind) == ("fashion_mnist", "sgd", 0.9, "symmetric")
+    assert base.val_fraction > 0 and base.label == "SGD"
+    for rate in experiments.LABEL_NOISE_RATES:
+        for rho in experiments.label_noise_rhos():
+            for seed in experiments.label_noise_seeds():
+                cfg = experiments.label_noise_run(rate, rho, seed)
+                assert cfg.label == "SAM-SGD"
+                differing = {f.name for f in dataclasses.fields(base) if getattr(base, f.name) != getattr(cfg, f.name)}
+                assert differing <= {"noise_rate", "sam_rho", "seed"}
+                assert (cfg.noise_rate, cfg.sam_rho, cfg.seed) == (rate, rho, seed)
+
+
+def test_label_noise_budget_follows_the_profile(profile):
+    profile("ci")
+    ci = experiments.label_noise_run(0.8)
+    assert ci.n_train <= 500 and ci.epochs <= 2 and experiments.label_noise_seeds() == (0,)
+    profile("book")
+    book = experiments.label_noise_run(0.8)
+    assert ci.epochs < book.epochs and len(experiments.label_noise_seeds()) >= 2
+    assert set(experiments.label_noise_rhos()) >= {0.05, 0.1}  # the paper's two choices in Table 4
+    profile("paper")
+    paper = experiments.label_noise_run(0.8)
+    assert paper.n_train == 60_000 and paper.n_test == 10_000 and paper.epochs >= book.epochs
+    assert experiments.label_noise_rhos() == (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+
+
+def test_label_noise_run_rejects_bad_rates():
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="noise_rate"):
+            experiments.label_noise_run(bad)
+
+
+def _fake_run(val_acc, memorized=None):
+    """A RunResult with a given validation curve (epochs 0, 1, ...); only the history matters."""
+    history = pd.DataFrame({"epoch": range(len(val_acc)), "val_acc": val_acc})
+    if memorized is not None:
+        history["train_memorized"] = memorized
+    return train.RunResult(config=train.RunConfig(), history=history, best_epoch=None, final_test_acc=0.0,
+                           best_test_acc=None, stopped_early=False, source="test", is_standin=False,
+                           image_shape=(1, 28, 28), num_classes=10, state_dict={}, best_state_dict=None)
+
+
+def test_pick_rho_on_validation_matches_a_brute_force_mean():
+    runs = {
+        0.05: [_fake_run([0.1, 0.6, 0.5]), _fake_run([0.1, 0.7, 0.3])],   # best 0.65, last 0.40
+        0.1: [_fake_run([0.1, 0.5, 0.55]), _fake_run([0.1, 0.6, 0.6])],   # best 0.575, last 0.575
+        0.2: [_fake_run([0.1, 0.2, 0.3]), _fake_run([0.1, 0.3, 0.2])],    # best 0.30, last 0.25
+    }
+    for reading, column in (("best", lambda h: h.max()), ("last", lambda h: h.iloc[-1])):
+        oracle = max(runs, key=lambda rho: np.mean([column(r.history["val_acc"]) for r in runs[rho]]))
+        assert experiments.pick_rho_on_validation(runs, reading) == oracle
+    assert experiments.pick_rho_on_validation(runs, "best") == 0.05
+    assert experiments.pick_rho_on_validation(runs, "last") == 0.1
+
+
+def test_pick_rho_on_validation_breaks_ties_by_order():
+    same = [_fake_run([0.1, 0.5])]
+    assert experiments.pick_rho_on_validation({0.2: same, 0.05: same}) == 0.2
+    assert experiments.pick_rho_on_validation({0.05: same, 0.2: same}) == 0.05
+
+
+@pytest.mark.parametrize("runs, reading, match", [
+    ({0.1: [_fake_run([0.1])]}, "final", "reading must be"),
+    ({}, "best", "at least one radius"),
+    ({0.1: []}, "best", "at least one run"),
+])
+def test_pick_rho_on_validation_rejects_bad_input(runs, reading, match):
+    with pytest.raises(ValueError, match=match):
+        experiments.pick_rho_on_validation(runs, reading)
+
+
+def test_pick_rho_on_validation_needs_a_validation_split():
+    run = _fake_run([0.1, 0.2])
+    run.history = run.history.drop(columns="val_acc")
+    with pytest.raises(ValueError, match="validation split"):
+        experiments.pick_rho_on_validation({0.1: [run]})
+
+
+def test_memorization_onset_is_the_first_epoch_at_the_threshold():
+    memorized = [0.1, 0.05, 0.2, 0.25, 0.1, 0.6]
+    history = _fake_run([0.0] * 6, memorized).history
+    # Oracle: a plain loop over the epochs.
+    for threshold in (0.05, 0.2, 0.25, 0.5, 0.6):
+        expected = next(e for e, m in enumerate(memorized) if m >= threshold)
+        assert experiments.memorization_onset(history, threshold) == expected
+    assert math.isnan(experiments.memorization_onset(history, 0.7))
+    assert experiments.memorization_onset(history) == 3  # the default threshold, 0.25
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, True, "0.5"])
+def test_memorization_onset_rejects_bad_thresholds(bad):
+    history = _fake_run([0.0], [0.3]).history
+    with pytest.raises(ValueError, match="threshold must be"):
+        experiments.memorization_onset(history, bad)
+
+
+def test_memorization_onset_needs_the_history_columns():
+    with pytest.raises(ValueError, match="train_memorized"):
+        experiments.memorization_onset(pd.DataFrame({"epoch": [0, 1]}))
