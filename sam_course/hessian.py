@@ -32,7 +32,7 @@ Conventions shared by every function here:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +46,7 @@ __all__ = [
     "gradient",
     "hvp",
     "top_eigenvalues",
+    "top_spectrum",
     "power_iteration",
     "hutchinson_trace",
     "spectral_density",
@@ -371,6 +372,63 @@ def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data, k: int = 1, tol: fl
     eigenvalues = torch.from_numpy(values[order].copy())
     eigenvectors = _result_vectors(torch.from_numpy(vectors[:, order].copy())) if vectors is not None else None
     return EigenResult(eigenvalues, eigenvectors, op.num_hvps, True)
+
+
+def top_spectrum(models, loss_fn: LossFn, data, k: int = 5, tol: float = 1e-3, max_iter: int = 100,
+                 seed: int = 0) -> dict[str, dict[str, float]]:
+    """``lambda_max``, ``lambda_k`` and their ratio for several models on the same data. Chapter 13.
+
+    Foret et al. (2021) summarize the Hessian of a network during training by its largest
+    eigenvalue ``lambda_max`` and by ``lambda_max / lambda_5``: how far the top eigenvalue stands
+    out from the next few (a large ratio means one sharp direction dominates). This calls
+    :func:`top_eigenvalues` once per model, with the same data, tolerance and start-vector seed,
+    so that differences between models are not differences in the measurement.
+
+    Args:
+        models: a mapping name -> model, or a sequence of models (named ``"0"``, ``"1"``, ...).
+            Each must be in eval mode if it has BatchNorm or dropout (see the module docstring).
+        loss_fn, data: as in the module docstring; the same data for every model.
+        k: the ratio's denominator is the ``k``-th largest eigenvalue, ``2 <= k < dim``.
+        tol, max_iter, seed: passed to :func:`top_eigenvalues`.
+
+    Returns:
+        ``{name: {"lambda_max", "lambda_k", "ratio", "num_hvps", "converged"}}`` in the models'
+        order; eigenvalues as floats (loss units per squared parameter unit), ``ratio`` =
+        ``lambda_max / lambda_k`` and NaN when ``lambda_k <= 0`` (a ratio with a non-positive
+        denominator says nothing about how much the top direction stands out), ``num_hvps`` as
+        an int, ``converged`` as a bool.
+
+    Raises:
+        ValueError: ``models`` empty or not models; ``k`` out of range; anything
+            :func:`top_eigenvalues` refuses.
+    """
+    if isinstance(models, nn.Module):
+        raise ValueError("models must be a mapping name -> model or a sequence of models, got a single model")
+    if isinstance(models, Mapping):
+        named = [(str(name), model) for name, model in models.items()]
+    else:
+        try:
+            named = [(str(i), model) for i, model in enumerate(models)]
+        except TypeError:
+            raise ValueError(f"models must be a mapping name -> model or a sequence of models, got {type(models).__name__}") from None
+    if not named:
+        raise ValueError("models must hold at least one model, got none")
+    for name, model in named:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"models[{name!r}] must be a torch.nn.Module, got {type(model).__name__}")
+    _check_int("k", k, 2)
+    out: dict[str, dict[str, float]] = {}
+    for name, model in named:
+        result = top_eigenvalues(model, loss_fn, data, k=k, tol=tol, max_iter=max_iter, seed=seed)
+        lam_max, lam_k = float(result.eigenvalues[0]), float(result.eigenvalues[k - 1])
+        out[name] = {
+            "lambda_max": lam_max,
+            "lambda_k": lam_k,
+            "ratio": lam_max / lam_k if lam_k > 0 else math.nan,
+            "num_hvps": int(result.num_hvps),
+            "converged": bool(result.converged),
+        }
+    return out
 
 
 def power_iteration(model: nn.Module, loss_fn: LossFn, data, tol: float = 1e-4, max_iter: int = 1000,

@@ -378,3 +378,52 @@ def test_bad_arguments_raise_value_errors_naming_them():
     for name, call in cases:
         with pytest.raises(ValueError, match=name):
             call()
+
+
+# ----------------------------------------------------------------------------- top_spectrum (chapter 13)
+
+
+def test_top_spectrum_matches_the_dense_hessian_of_every_model():
+    x, y = classification_batch()
+    models = {"a": tiny_mlp(seed=0), "b": tiny_mlp(seed=5)}
+    table = H.top_spectrum(models, CE, (x, y), k=5, tol=1e-10)
+    assert list(table) == ["a", "b"]
+    for name, model in models.items():
+        exact = torch.linalg.eigvalsh(H.dense_hessian(model, CE, (x, y))).flip(0)
+        row = table[name]
+        assert row["lambda_max"] == pytest.approx(float(exact[0]), rel=1e-6)
+        assert row["lambda_k"] == pytest.approx(float(exact[4]), rel=1e-6)
+        assert row["ratio"] == pytest.approx(float(exact[0] / exact[4]), rel=1e-6)
+        assert isinstance(row["num_hvps"], int) and row["num_hvps"] > 0 and row["converged"] is True
+
+
+def test_top_spectrum_of_a_known_spectrum_and_a_sequence_of_models():
+    # Quadratic: the Hessian is exactly A, so lambda_max = 8 and lambda_3 = 2.
+    model = Quadratic(with_spectrum([8.0, 4.0, 2.0, 1.0, 0.5, 0.25]))
+    table = H.top_spectrum([model], mean_loss, DUMMY, k=3, tol=1e-10)
+    assert list(table) == ["0"]
+    assert table["0"]["lambda_max"] == pytest.approx(8.0, rel=1e-9)
+    assert table["0"]["lambda_k"] == pytest.approx(2.0, rel=1e-9)
+    assert table["0"]["ratio"] == pytest.approx(4.0, rel=1e-9)
+
+
+def test_top_spectrum_ratio_is_nan_when_lambda_k_is_not_positive():
+    model = Quadratic(with_spectrum([3.0, 2.0, 1.0, 0.0, -1.0, -2.0]))
+    row = H.top_spectrum({"m": model}, mean_loss, DUMMY, k=5, tol=1e-10)["m"]
+    assert row["lambda_k"] == pytest.approx(-1.0, rel=1e-8)
+    assert math.isnan(row["ratio"])
+
+
+def test_top_spectrum_bad_arguments_raise_value_errors_naming_them():
+    model = tiny_mlp()
+    data = classification_batch()
+    with pytest.raises(ValueError, match="models"):
+        H.top_spectrum(model, CE, data)
+    with pytest.raises(ValueError, match="models"):
+        H.top_spectrum({}, CE, data)
+    with pytest.raises(ValueError, match="models"):
+        H.top_spectrum({"x": "not a model"}, CE, data)
+    with pytest.raises(ValueError, match="k"):
+        H.top_spectrum([model], CE, data, k=1)
+    with pytest.raises(ValueError, match="k"):
+        H.top_spectrum([model], CE, data, k=33)
