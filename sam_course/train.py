@@ -59,6 +59,8 @@ from .models import MLP, SmallCNN, SmallResNet
 from .msharpness import msam_step
 from .noise import CIFAR10_CLASS_MAP, NoisyLabels
 from .optim import SAM, frozen_batchnorm_stats
+from .variants import DEFAULT_ALPHA as _LOOKSAM_ALPHA
+from .variants import LookSAM
 
 __all__ = [
     "CACHE_VERSION",
@@ -66,6 +68,7 @@ __all__ = [
     "DATASETS",
     "MODELS",
     "OPTIMIZERS",
+    "SAM_VARIANTS",
     "RunConfig",
     "RunData",
     "RunResult",
@@ -110,6 +113,10 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], str]] = {
     "adam": (torch.optim.Adam, "Adam"),
     "adagrad": (torch.optim.Adagrad, "Adagrad"),
 }
+#: ``RunConfig.sam_variant`` values: plain SAM (with ``sam_every``, SAM every k steps) or
+#: :class:`~sam_course.variants.LookSAM` (full SAM step every ``sam_every`` steps, reused direction
+#: in between). Chapter 14.
+SAM_VARIANTS = ("sam", "looksam")
 _NOISE_KINDS = ("symmetric", "class_map")
 _LR_SCHEDULES = ("constant", "cosine")
 
@@ -552,7 +559,8 @@ def fit(
             that is a multiple of it).
         sam_every: with a SAM optimizer, take a SAM step on steps ``0, k, 2k, ...`` (counted over
             the whole run) and a plain base-optimizer step otherwise: the cheaper schedule of
-            chapter 14. 1 (default) is SAM on every step.
+            chapter 14. 1 (default) is SAM on every step. Must be 1 for a
+            :class:`~sam_course.variants.LookSAM`, which has its own period ``k``.
         eval_batch_size: examples per forward pass in evaluation.
         progress: a ``tqdm.auto`` bar over epochs (``TQDM_DISABLE=1`` also turns it off).
         desc: the bar's label.
@@ -581,6 +589,9 @@ def fit(
     sam_every = _check_int("sam_every", sam_every, low=1)
     if sam_every > 1 and not isinstance(optimizer, SAM):
         raise ValueError(f"sam_every > 1 needs a sam_course.optim.SAM optimizer, got {type(optimizer).__name__}")
+    if isinstance(optimizer, LookSAM) and (sam_every > 1 or msam_m is not None):
+        # Both would bypass LookSAM.step, which schedules its own full steps (its k).
+        raise ValueError("sam_every must be 1 and msam_m None with a LookSAM optimizer (set LookSAM's k instead)")
     eval_sets = dict(eval_sets or {})
     for name in eval_sets:
         if not isinstance(name, str) or not name.isidentifier() or name == "train":
@@ -694,6 +705,12 @@ class RunConfig:
         sam_p, sam_adaptive: SAM's norm order and ASAM switch (:class:`~sam_course.optim.SAM`).
         msam_m: m-SAM chunk size (needs ``sam_rho`` and a ``batch_size`` that it divides).
         sam_every: SAM on every ``sam_every``-th step, the base optimizer alone on the others.
+        sam_variant: ``"sam"`` (default) or ``"looksam"``: :class:`~sam_course.variants.LookSAM`
+            with period ``k = sam_every`` and ``alpha = looksam_alpha`` (the full SAM step every ``sam_every`` steps, the reused direction added on the
+            others; ``sam_every=1`` is SAM). Needs ``sam_rho``; not with ``msam_m``. Chapter 14.
+        looksam_alpha: LookSAM's weight ``alpha`` of the reused direction, finite and >= 0; may
+            differ from its default only with ``sam_variant="looksam"``. Both fields are left out
+            of the cache key when ``sam_variant="sam"``, so runs cached before they existed still hit.
         noise_rate: fraction of training labels corrupted, in [0, 1); ``noise_kind``:
             ``"symmetric"`` (uniform over the other classes) or ``"class_map"``
             (:data:`~sam_course.noise.CIFAR10_CLASS_MAP`, by class index).
@@ -722,6 +739,8 @@ class RunConfig:
     sam_adaptive: bool = False
     msam_m: int | None = None
     sam_every: int = 1
+    sam_variant: str = "sam"
+    looksam_alpha: float = _LOOKSAM_ALPHA
     noise_rate: float = 0.0
     noise_kind: str = "symmetric"
     epochs: int = 10
@@ -769,6 +788,15 @@ class RunConfig:
         setf("sam_every", _check_int(qual("sam_every"), self.sam_every, 1))
         if self.sam_every > 1 and self.sam_rho is None:
             raise ValueError(f"{qual('sam_every')} > 1 needs SAM: set RunConfig.sam_rho > 0")
+        _check_choice(qual("sam_variant"), self.sam_variant, SAM_VARIANTS)
+        if self.sam_variant == "looksam" and self.sam_rho is None:
+            raise ValueError(f"{qual('sam_variant')}='looksam' needs SAM: set RunConfig.sam_rho > 0")
+        if self.sam_variant == "looksam" and self.msam_m is not None:
+            raise ValueError(f"{qual('sam_variant')}='looksam' does not combine with RunConfig.msam_m")
+        setf("looksam_alpha", _check_real(qual("looksam_alpha"), self.looksam_alpha, 0.0))
+        if self.sam_variant != "looksam" and self.looksam_alpha != _LOOKSAM_ALPHA:
+            raise ValueError(f"{qual('looksam_alpha')} applies to sam_variant='looksam' only, got "
+                             f"sam_variant={self.sam_variant!r}")
         setf("noise_rate", _check_real(qual("noise_rate"), self.noise_rate, 0.0, 1.0))
         _check_choice(qual("noise_kind"), self.noise_kind, _NOISE_KINDS)
         setf("epochs", _check_int(qual("epochs"), self.epochs, 1))
@@ -893,6 +921,9 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
         kwargs["momentum"] = cfg.momentum
     if cfg.sam_rho is None:
         return base(model.parameters(), **kwargs)
+    if cfg.sam_variant == "looksam":
+        return LookSAM(model.parameters(), base, rho=cfg.sam_rho, k=cfg.sam_every, alpha=cfg.looksam_alpha,
+                       p=cfg.sam_p, adaptive=cfg.sam_adaptive, **kwargs)
     return SAM(model.parameters(), base, rho=cfg.sam_rho, p=cfg.sam_p, adaptive=cfg.sam_adaptive, **kwargs)
 
 
@@ -967,6 +998,10 @@ def cache_dir() -> Path:
 
 def _cache_key(cfg: RunConfig, source: str) -> str:
     fields = dataclasses.asdict(cfg)
+    # Fields added after runs were cached are left out at their default value, so that those
+    # runs keep their keys (nothing they computed changed).
+    if fields["sam_variant"] == "sam":
+        del fields["sam_variant"], fields["looksam_alpha"]
     text = json.dumps({"config": fields, "cache_version": CACHE_VERSION, "source": source}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -974,7 +1009,8 @@ def _cache_key(cfg: RunConfig, source: str) -> str:
 def cache_path(cfg: RunConfig, source: str) -> Path:
     """The cache file of ``cfg`` trained on data from ``source`` (``RunData.source``).
 
-    Named ``{dataset}-{model}-{label}-{hash}.pt`` where the hash covers every field of ``cfg``,
+    Named ``{dataset}-{model}-{label}-{hash}.pt`` where the hash covers every field of ``cfg``
+    (``sam_variant`` and ``looksam_alpha`` only when ``sam_variant`` is not the default ``"sam"``),
     :data:`CACHE_VERSION` and ``source`` (a CIFAR-10 run and its stand-in never share a file).
     The device is not part of the key.
     """
@@ -1067,7 +1103,9 @@ def run(cfg: RunConfig, *, cache: bool = True, device: str | torch.device | None
         model, optimizer, run_data.train, cfg.epochs,
         batch_size=cfg.batch_size, eval_sets=run_data.eval_sets, seed=cfg.seed,
         scheduler=build_scheduler(cfg, optimizer), checkpoint=checkpoint, resume=checkpoint is not None,
-        patience=cfg.patience, monitor="val_acc", msam_m=cfg.msam_m, sam_every=cfg.sam_every, progress=progress,
+        patience=cfg.patience, monitor="val_acc", msam_m=cfg.msam_m,
+        # LookSAM counts its own period (k = cfg.sam_every, see build_optimizer).
+        sam_every=1 if cfg.sam_variant == "looksam" else cfg.sam_every, progress=progress,
         desc=cfg.label,
     )
     result = _make_result(cfg, fitted.history, fitted.best_epoch, fitted.stopped_early, info,

@@ -381,8 +381,8 @@ def test_run_records_the_best_epoch_and_its_test_accuracy(fast_loader):
 ALTERNATIVES = dict(
     dataset="fashion_mnist", n_train=90, n_test=40, data_seed=1, val_fraction=0.1, model="cnn",
     model_kwargs={"hidden": (8,)}, optimizer="adagrad", lr=2e-3, momentum=0.5, weight_decay=1e-4,
-    lr_schedule="cosine", sam_rho=0.1, sam_p=math.inf, sam_adaptive=True, msam_m=10, sam_every=2, noise_rate=0.2,
-    noise_kind="class_map", epochs=2, batch_size=10, patience=2, seed=1,
+    lr_schedule="cosine", sam_rho=0.1, sam_p=math.inf, sam_adaptive=True, msam_m=10, sam_every=2, sam_variant="looksam",
+    looksam_alpha=0.2, noise_rate=0.2, noise_kind="class_map", epochs=2, batch_size=10, patience=2, seed=1,
 )
 
 
@@ -393,6 +393,8 @@ def test_every_config_field_changes_the_cache_key(monkeypatch, tmp_path):
     paths = {train.cache_path(base, "src")}
     for name, value in ALTERNATIVES.items():
         changes = {name: value, **({"model_kwargs": {}} if name == "model" else {})}
+        if name == "looksam_alpha":  # only LookSAM has an alpha; compared with sam_variant's own key below
+            changes["sam_variant"] = "looksam"
         paths.add(train.cache_path(base.replace(**changes), "src"))
     paths.add(train.cache_path(base, "STAND-IN src"))
     # Equal values spelled differently are the same run.
@@ -410,11 +412,27 @@ def test_every_config_field_changes_the_cache_key(monkeypatch, tmp_path):
     ("sam_rho", -0.1), ("sam_p", 0.5), ("sam_adaptive", 1), ("noise_rate", 1.0), ("val_fraction", 1.0),
     ("epochs", 0), ("batch_size", 2.5), ("n_train", 0), ("seed", -1), ("data_seed", True),
     ("patience", 2), ("msam_m", 7), ("sam_every", 0), ("sam_every", 2), ("model_kwargs", {"depth": 8}),
+    ("sam_variant", "gsam"), ("sam_variant", "looksam"), ("looksam_alpha", 0.2), ("looksam_alpha", -1.0),
 ])
 def test_bad_config_values_raise_naming_the_field(field, value):
-    # msam_m=7 fails with SAM on (7 does not divide 128); sam_every=2 fails with SAM off.
+    # msam_m=7 fails with SAM on (7 does not divide 128); sam_every=2 and sam_variant='looksam'
+    # fail with SAM off.
     with pytest.raises(ValueError, match=rf"RunConfig\.{field}"):
         train.RunConfig(**{field: value, **({"sam_rho": 0.05} if field == "msam_m" else {})})
+
+
+def test_default_sam_variant_leaves_the_cache_key_of_older_runs_unchanged():
+    """The key of a run with sam_variant='sam' is the key computed before the LookSAM fields existed."""
+    import hashlib
+    import json
+
+    cfg = tiny_config(sam_rho=0.05, sam_every=2)
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("sam_variant", "looksam_alpha")}
+    text = json.dumps({"config": fields, "cache_version": train.CACHE_VERSION, "source": "src"}, sort_keys=True)
+    assert train.cache_path(cfg, "src").stem.endswith(hashlib.sha256(text.encode()).hexdigest()[:20])
+    look = cfg.replace(sam_variant="looksam")
+    assert train.cache_path(look, "src") != train.cache_path(cfg, "src")
+    assert train.cache_path(look.replace(looksam_alpha=0.2), "src") != train.cache_path(look, "src")
 
 
 def test_config_error_lists_the_allowed_values():

@@ -1,0 +1,257 @@
+"""Cheaper relatives of SAM, and the exact count of what they cost (chapter 14).
+
+A SAM step takes two forward-backward passes: one at ``w`` for the direction of the perturbation,
+one at ``w + eps_hat`` for the gradient the base optimizer applies. Chapter 14 compares schemes
+that spend fewer passes:
+
+``SAM every k steps``
+    the full two-pass step on steps ``0, k, 2k, ...`` and a plain base-optimizer step (one pass)
+    on the others; :func:`sam_course.train.fit` does this with ``sam_every=k``.
+:class:`LookSAM`
+    the scheme of Liu et al. (CVPR 2022): the full SAM step every ``k`` steps, where it also
+    remembers the part of the SAM gradient that the plain gradient does not explain (its component
+    orthogonal to the plain gradient); on the steps in between, one pass gives the plain gradient
+    and that remembered component is added back, rescaled. Same passes as SAM every ``k`` steps,
+    but every step carries a sharpness correction.
+
+:func:`forward_backward_passes` counts the passes of either schedule exactly, so chapter 14 can
+put the cost of each run on the x-axis without relying on a noisy clock.
+
+Example::
+
+    from sam_course.variants import LookSAM
+
+    opt = LookSAM(model.parameters(), torch.optim.SGD, rho=0.05, k=5, alpha=0.7, lr=0.1)
+    for x, y in loader:
+        def closure():
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+        opt.step(closure)   # two passes on steps 0, 5, 10, ...; one pass otherwise
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from .optim import SAM
+
+__all__ = ["DEFAULT_ALPHA", "LookSAM", "orthogonal_component", "forward_backward_passes"]
+
+#: LookSAM's default weight of the reused direction (the usual default of LookSAM implementations).
+DEFAULT_ALPHA = 0.7
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    return int(k)
+
+
+def _check_alpha(alpha) -> float:
+    if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha)
+            or alpha < 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    return float(alpha)
+
+
+def _dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
+    """Global inner product of two lists of tensors (one entry per parameter)."""
+    return sum((x * y).sum() for x, y in zip(a, b))
+
+
+def _norm(tensors: list[Tensor]) -> float:
+    """Global 2-norm of a list of tensors, as a float (one fused kernel per dtype and device)."""
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors, 2.0)), 2.0))
+
+
+def orthogonal_component(sam_grads: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+    """The part of the SAM gradient orthogonal to the plain gradient, over all parameters together.
+
+    ``g_v = g_s - (<g_s, g> / ||g||^2) g``, with ``g_s`` the gradient at ``w + eps_hat`` and ``g``
+    the gradient at ``w``, both given as lists of tensors (one per parameter, same shapes); the
+    inner product and the norm are global, over every entry of every tensor. A zero ``g`` gives
+    ``g_v = g_s``. Chapter 14 derives why this is the part worth reusing: the component along
+    ``g`` changes little from step to step, and the plain gradient of the next step already
+    supplies it.
+
+    Returns:
+        New tensors, split and shaped like ``sam_grads``.
+
+    Raises:
+        ValueError: if the two lists differ in length or in the shape of an entry.
+    """
+    if len(sam_grads) != len(grads) or any(a.shape != b.shape for a, b in zip(sam_grads, grads)):
+        raise ValueError("sam_grads and grads must hold tensors of the same shapes, in the same order")
+    if not grads:
+        return []
+    norm2 = _dot(grads, grads)
+    coefficient = _dot(sam_grads, grads) / norm2 if bool(norm2 > 0) else torch.zeros((), dtype=grads[0].dtype)
+    return [s - coefficient.to(s.dtype) * g for s, g in zip(sam_grads, grads)]
+
+
+def forward_backward_passes(steps: int, every: int | None) -> int:
+    """Exact number of forward-backward passes of ``steps`` optimizer steps.
+
+    ``every=None`` is the base optimizer: one pass per step. ``every=k`` is a schedule whose
+    steps ``0, k, 2k, ...`` (counted from the start of the run) take two passes and the others
+    one: SAM every ``k`` steps (``k = 1`` is plain SAM, ASAM included) and :class:`LookSAM` with
+    period ``k``. That is ``steps + ceil(steps / k)`` passes. Chapter 14 divides it by ``steps``
+    to get the cost per step relative to the base optimizer (2 for SAM, ``1 + 1/k`` in the limit).
+
+    Args:
+        steps: optimizer steps since the start of the run, an int >= 0.
+        every: None, or the period ``k``, an int >= 1.
+
+    Raises:
+        ValueError: on a negative or non-integer ``steps``, or a bad ``every``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if every is None:
+        return int(steps)
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+        raise ValueError(f"every must be None or an int >= 1, got {every!r}")
+    return int(steps) + -(-int(steps) // int(every))
+
+
+class LookSAM(SAM):
+    """LookSAM (Liu et al., CVPR 2022): a full SAM step every ``k`` steps, a reused direction between.
+
+    On steps ``0, k, 2k, ...`` (counted by the optimizer, across epochs) this is exactly a
+    :class:`~sam_course.optim.SAM` step: the gradient ``g`` at ``w``, the perturbation
+    ``eps_hat``, the gradient ``g_s`` at ``w + eps_hat``, which the base optimizer applies. It
+    also stores ``g_v``, the component of ``g_s`` orthogonal to ``g``
+    (:func:`orthogonal_component`). On every other step the closure runs once, giving the plain
+    gradient ``g``, and the base optimizer applies instead::
+
+        g + alpha * (||g|| / ||g_v||) * g_v
+
+    (norms over all parameters together; nothing is added while ``g_v = 0``). The rescaling
+    gives the reused direction the size of the current gradient, so ``alpha`` is a relative
+    weight. ``k = 1`` is SAM, step for step; ``alpha = 0`` is SAM every ``k`` steps
+    (``sam_course.train.fit(..., sam_every=k)``). Average cost: ``1 + 1/k`` forward-backward
+    passes per step (:func:`forward_backward_passes`). Chapter 14 measures it.
+
+    Args:
+        params: parameters or parameter groups, as for :class:`~sam_course.optim.SAM`.
+        base_optimizer: a ``torch.optim.Optimizer`` subclass (the class).
+        rho, p, adaptive, eta: the perturbation of the full steps, as for
+            :class:`~sam_course.optim.SAM` (``adaptive=True``: ASAM's ball).
+        k: period of the full SAM steps, an int >= 1.
+        alpha: weight of the reused direction, a finite number >= 0 (default
+            :data:`DEFAULT_ALPHA`).
+        **base_kwargs: keyword arguments of the base optimizer (``lr``, ``momentum``, ...).
+
+    Raises:
+        ValueError: on a bad ``k`` or ``alpha`` (and on anything :class:`~sam_course.optim.SAM` rejects).
+    """
+
+    def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, k: int = 5,
+                 alpha: float = DEFAULT_ALPHA, p: float = 2, adaptive: bool = False, eta: float = 0.01,
+                 **base_kwargs) -> None:
+        self.k = _check_k(k)
+        self.alpha = _check_alpha(alpha)
+        #: Steps taken so far; step ``t`` is a full SAM step when ``t % k == 0``.
+        self.steps_taken = 0
+        self._reused_norm: float | None = None   # ||g_v||, cached: it changes only on full steps
+        super().__init__(params, base_optimizer, rho=rho, p=p, adaptive=adaptive, eta=eta, **base_kwargs)
+
+    @property
+    def next_is_full(self) -> bool:
+        """True when the next :meth:`step` is a full (two-pass) SAM step."""
+        return self.steps_taken % self.k == 0
+
+    def _params_with_grads(self) -> list[Tensor]:
+        return [q for group in self.param_groups for q in group["params"] if q.grad is not None]
+
+    @torch.no_grad()
+    def _remember_direction(self, params: list[Tensor], plain: list[Tensor]) -> None:
+        """Store ``g_v`` from the current gradients (``g_s``) and the plain ones (``plain``)."""
+        reused = orthogonal_component([q.grad for q in params], plain)
+        for q, v in zip(params, reused):
+            self.state[q]["looksam_gv"] = v
+        self._reused_norm = None
+
+    @torch.no_grad()
+    def _add_remembered_direction(self) -> None:
+        """Replace every ``.grad`` (the plain ``g``) by ``g + alpha ||g|| / ||g_v|| g_v``."""
+        params = [q for q in self._params_with_grads() if "looksam_gv" in self.state[q]]
+        if not params or self.alpha == 0:
+            return
+        grads = [q.grad for q in params]
+        reused = [self.state[q]["looksam_gv"] for q in params]
+        if self._reused_norm is None:
+            self._reused_norm = _norm(reused)
+        if not self._reused_norm > 0:
+            return
+        # The cheap steps exist to save time: one fused norm and one fused add on top of the pass.
+        scale = self.alpha * _norm(grads) / self._reused_norm
+        torch._foreach_add_(grads, reused, alpha=scale)
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+        """One LookSAM step: a full SAM step when :attr:`next_is_full`, else one reused-direction step.
+
+        Args:
+            closure: does forward and backward on one batch and returns the loss; ``step``
+                zeroes the gradients before each call (two calls on a full step, one otherwise).
+
+        Returns:
+            The loss of the first call (at ``w``).
+        """
+        if closure is None:
+            raise RuntimeError(
+                "LookSAM.step needs a closure that does forward + backward and returns the loss (opt.step(closure))"
+            )
+        closure = torch.enable_grad()(closure)
+        self.zero_grad()
+        loss = closure()
+        if self.next_is_full:
+            params = self._params_with_grads()
+            plain = [q.grad.detach().clone() for q in params]
+            self.first_step(zero_grad=True)
+            try:
+                closure()
+            except BaseException:
+                self._restore()
+                raise
+            self._remember_direction(params, plain)
+            self.second_step()
+        else:
+            self._add_remembered_direction()
+            self.base_optimizer.step()
+            self._opt_called = True  # see SAM.second_step: LR schedulers check this flag
+        self.steps_taken += 1
+        return loss
+
+    def state_dict(self) -> dict:
+        """SAM's state (base optimizer included), the stored ``g_v`` and the step counter.
+
+        Raises:
+            RuntimeError: while the weights are perturbed (see :meth:`sam_course.optim.SAM.state_dict`).
+        """
+        state = super().state_dict()
+        state["looksam"] = {"steps_taken": self.steps_taken, "k": self.k, "alpha": self.alpha}
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a :meth:`state_dict`; training then resumes exactly where it stopped.
+
+        The step counter and the stored directions are restored; ``k`` and ``alpha`` stay those
+        given to the constructor.
+
+        Raises:
+            ValueError: if ``state_dict`` was not saved by :meth:`LookSAM.state_dict`.
+        """
+        if "looksam" not in state_dict:
+            raise ValueError("state_dict has no 'looksam' entry; it was not saved by LookSAM.state_dict()")
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("looksam")
+        super().load_state_dict(state_dict)
+        self.steps_taken = int(extra["steps_taken"])
+        self._reused_norm = None
