@@ -337,13 +337,17 @@ class SAM(torch.optim.Optimizer):
         self.zero_grad()
         loss = closure()
         self.first_step(zero_grad=True)
+        self._perturbed_pass(closure)
+        self.second_step()
+        return loss
+
+    def _perturbed_pass(self, closure: Callable[[], Tensor]) -> None:
+        """Call ``closure`` at ``w + eps_hat``; if it raises, put ``w`` back before re-raising."""
         try:
             closure()
         except BaseException:
             self._restore()
             raise
-        self.second_step()
-        return loss
 
     def restore(self) -> None:
         """Move the perturbed parameters back to ``w`` exactly, without a base-optimizer step.

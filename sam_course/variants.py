@@ -215,11 +215,7 @@ class LookSAM(SAM):
             params = self._params_with_grads()
             plain = [q.grad.detach().clone() for q in params]
             self.first_step(zero_grad=True)
-            try:
-                closure()
-            except BaseException:
-                self._restore()
-                raise
+            self._perturbed_pass(closure)
             self._remember_direction(params, plain)
             self.second_step()
         else:
