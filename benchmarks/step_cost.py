@@ -9,6 +9,10 @@ Prints the ratio of each to the base step and checks the targets of the package 
 - sam_course.SAM no slower than pytorch_optimizer.SAM (to within 3 %, the noise of a median);
 - m-SAM at m = 16 at most 1.1x and at m = 4 at most 1.3x plain SAM.
 
+m-SAM runs with ``msam_step``'s default method: on the MLP that is the low-rank form of
+``sam_course.msam_lowrank``, on the CNN the per-chunk loop; "m-SAM m=4, loop" forces the loop on
+both, for comparison.
+
 Run: ``python benchmarks/step_cost.py [--rounds 60] [--thread-time]``. By default it measures
 wall-clock time on all of PyTorch's threads; on a shared machine ``--thread-time`` measures the CPU
 time of a single thread instead (``torch.set_num_threads(1)``, ``clock=time.thread_time``), which
@@ -39,10 +43,10 @@ def peer_sam(params, **kwargs):
     return pytorch_optimizer.SAM(params, torch.optim.SGD, rho=0.05, **kwargs)
 
 
-def msam(m):
+def msam(m, method="auto"):
     def make(model, x, y, **kwargs):
         opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, **kwargs)
-        return lambda: msam_step(opt, model, LOSS, x, y, m)
+        return lambda: msam_step(opt, model, LOSS, x, y, m, method)
 
     return make
 
@@ -55,6 +59,7 @@ METHODS = {
     "m-SAM m=32": msam(32),
     "m-SAM m=16": msam(16),
     "m-SAM m=4": msam(4),
+    "m-SAM m=4, loop": msam(4, "loop"),
 }
 
 

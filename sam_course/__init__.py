@@ -1,16 +1,17 @@
 """sam_course: Sharpness-Aware Minimization for PyTorch, and the library of the course "SAM, executable".
 
 ``from sam_course import SAM`` gives the optimizer. Everything else lives in one module per idea,
-each listing its public names in ``__all__``: ``optim``, ``scaling``, ``variants``, ``msharpness``,
-``noise``, ``functions``, ``data``, ``models``, ``profiles``, ``bound``, ``sam_gradient``, ``notebook``. Modules
-that need pandas, matplotlib or SciPy, or that build on them (``train``, ``experiments``, ``landscape``,
-``hessian``, ``plotting``, ``paper``, ``timing``), are imported on first use, so
-``import sam_course`` costs little more than ``import torch``.
+each listing its public names in ``__all__``: ``optim``, ``scaling``, ``variants``,
+``msharpness``, ``msam_lowrank``, ``noise``, ``functions``, ``data``, ``models``, ``profiles``,
+``bound``, ``sam_gradient``, ``notebook``. Modules that need pandas, matplotlib or SciPy, or that
+build on them (``train``, ``experiments``, ``landscape``, ``hessian``, ``plotting``, ``paper``,
+``timing``), are imported on first use, so ``import sam_course`` costs little more than
+``import torch``.
 """
 
 import importlib
 
-from . import bound, data, functions, models, msharpness, noise, notebook, optim, profiles, sam_gradient, scaling, variants
+from . import bound, data, functions, models, msam_lowrank, msharpness, noise, notebook, optim, profiles, sam_gradient, scaling, variants
 from .optim import SAM, epsilon_hat, frozen_batchnorm_stats
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "data",
     "functions",
     "models",
+    "msam_lowrank",
     "msharpness",
     "noise",
     "notebook",

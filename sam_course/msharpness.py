@@ -5,6 +5,9 @@ gradient SAM then follows is the average over disjoint chunks of ``m`` examples 
 gradient taken at that chunk's own worst-case point. The paper finds smaller ``m`` generalizes
 better, and that m-sharpness with small ``m`` tracks the generalization gap better than the
 sharpness of the full training loss.
+
+:func:`msam_gradient` loops over the chunks, except for networks of Linear layers, where
+:mod:`sam_course.msam_lowrank` gets the same gradient for about the cost of one plain SAM step.
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
 from .optim import SAM, frozen_batchnorm_stats
 
-__all__ = ["msam_gradient", "msam_step", "m_sharpness"]
+__all__ = ["MSAM_METHODS", "msam_gradient", "msam_step", "m_sharpness"]
+
+#: How :func:`msam_gradient` computes: ``"auto"`` picks ``"lowrank"`` where it applies and there is
+#: more than one chunk, else ``"loop"``.
+MSAM_METHODS = ("auto", "loop", "lowrank")
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -32,7 +40,8 @@ def _chunks(inputs: Tensor, targets: Tensor, m: int) -> list[tuple[Tensor, Tenso
     return list(zip(inputs.split(m), targets.split(m)))
 
 
-def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, m: int) -> Tensor:
+def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, m: int,
+                  method: str = "auto") -> Tensor:
     """Fill ``.grad`` with the m-SAM gradient of one batch and return the batch loss at ``w``.
 
     The batch is split into ``batch / m`` disjoint chunks of ``m`` consecutive examples. Each chunk
@@ -49,11 +58,36 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
         model, loss_fn: ``loss_fn(model(x), y)`` is the mean loss of a chunk.
         inputs, targets: one batch, first dimension the batch size ``n``.
         m: chunk size; must divide ``n``.
+        method: ``"loop"`` runs the two passes chunk by chunk (any model; ``2 n / m`` passes);
+            ``"lowrank"`` computes the same gradient in about one SAM step's cost for networks of
+            Linear layers with ``p = 2`` (:mod:`sam_course.msam_lowrank`; raises if the model or
+            optimizer does not qualify); ``"auto"`` (default) takes ``"lowrank"`` when it
+            qualifies and ``n / m > 1``, else ``"loop"``. The two agree up to rounding.
 
     Returns:
         The mean of the chunks' losses at ``w`` (a 0-d tensor, detached).
+
+    Raises:
+        ValueError: when ``m`` does not divide ``n``, for an unknown ``method``, or for
+            ``"lowrank"`` on a model that does not qualify (the message says why).
     """
     chunks = _chunks(inputs, targets, m)
+    if method not in MSAM_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, MSAM_METHODS))}, got {method!r}")
+    if method != "loop":
+        reason = lowrank_unsupported_reason(optimizer, model)
+        if method == "lowrank" and reason is not None:
+            raise ValueError(f"method='lowrank' does not apply: {reason}; use method='loop'")
+        if reason is None and (method == "lowrank" or len(chunks) > 1):
+            loss = lowrank_msam_gradient(optimizer, model, loss_fn, inputs, targets, m)
+            if loss is not None:
+                return loss
+    return _loop_msam_gradient(optimizer, model, loss_fn, chunks)
+
+
+def _loop_msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn,
+                        chunks: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """:func:`msam_gradient` chunk by chunk: two passes per chunk, any model."""
     optimizer.zero_grad()
     params = [q for group in optimizer.param_groups for q in group["params"]]
     running: list = [None] * len(params)
@@ -80,9 +114,10 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
     return total / len(chunks)
 
 
-def msam_step(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, m: int) -> Tensor:
+def msam_step(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, m: int,
+              method: str = "auto") -> Tensor:
     """One m-SAM step: :func:`msam_gradient`, then the base optimizer's step. Returns the loss at ``w``."""
-    loss = msam_gradient(optimizer, model, loss_fn, inputs, targets, m)
+    loss = msam_gradient(optimizer, model, loss_fn, inputs, targets, m, method)
     optimizer.second_step()
     return loss
 

@@ -1002,6 +1002,10 @@ def _cache_key(cfg: RunConfig, source: str) -> str:
     # runs keep their keys (nothing they computed changed).
     if fields["sam_variant"] == "sam":
         del fields["sam_variant"], fields["looksam_alpha"]
+    if fields["msam_m"] is not None:
+        # m-SAM on Linear-only networks moved from the per-chunk loop to sam_course.msam_lowrank:
+        # equal up to rounding, which a long run can amplify, so those runs are not reused.
+        fields["msam_gradient"] = 2
     text = json.dumps({"config": fields, "cache_version": CACHE_VERSION, "source": source}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -1010,8 +1014,8 @@ def cache_path(cfg: RunConfig, source: str) -> Path:
     """The cache file of ``cfg`` trained on data from ``source`` (``RunData.source``).
 
     Named ``{dataset}-{model}-{label}-{hash}.pt`` where the hash covers every field of ``cfg``
-    (``sam_variant`` and ``looksam_alpha`` only when ``sam_variant`` is not the default ``"sam"``),
-    :data:`CACHE_VERSION` and ``source`` (a CIFAR-10 run and its stand-in never share a file).
+    (``sam_variant`` and ``looksam_alpha`` only when ``sam_variant`` is not the default ``"sam"``;
+    for m-SAM runs, the revision of the m-SAM gradient), :data:`CACHE_VERSION` and ``source`` (a CIFAR-10 run and its stand-in never share a file).
     The device is not part of the key.
     """
     return cache_dir() / f"{cfg.dataset}-{cfg.model}-{cfg.label}-{_cache_key(cfg, source)}.pt"

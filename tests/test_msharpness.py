@@ -36,15 +36,15 @@ def naive_msam_gradient(model, x, y, m, rho, p=2):
     return [torch.stack(gs).mean(0) for gs in zip(*grads)]
 
 
-@pytest.mark.parametrize("m", [1, 3, 4, 6])
-@pytest.mark.parametrize("p", [2, math.inf])
-def test_msam_gradient_equals_naive_per_chunk_loop(m, p):
+@pytest.mark.parametrize("m", [1, 3, 4, 6, 12])
+@pytest.mark.parametrize("p, method", [(2, "loop"), (2, "lowrank"), (2, "auto"), (math.inf, "loop"), (math.inf, "auto")])
+def test_msam_gradient_equals_naive_per_chunk_loop(m, p, method):
     model = make_model()
     x, y = batch()
     expected = naive_msam_gradient(model, x, y, m, rho=0.1, p=p)
     before = [q.detach().clone() for q in model.parameters()]
     opt = SAM(model.parameters(), torch.optim.SGD, rho=0.1, p=p, lr=0.1)
-    loss = msam_gradient(opt, model, LOSS, x, y, m)
+    loss = msam_gradient(opt, model, LOSS, x, y, m, method)
     for q, g, w in zip(model.parameters(), expected, before):
         torch.testing.assert_close(q.grad, g, rtol=0, atol=1e-12)
         assert torch.equal(q.detach(), w)

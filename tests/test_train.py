@@ -480,3 +480,19 @@ def test_summarize_gives_mean_and_sample_std_per_configuration():
     assert table.loc["SAM-Adam", "final_test_acc_std"] == pytest.approx(math.sqrt(0.02))
     assert list(table["n"]) == [3, 2]
     assert "sam_rho" in table.columns  # the field that varies is part of the grouping
+
+
+def test_msam_runs_get_a_new_key_and_other_runs_keep_theirs():
+    """m-SAM runs trained before the low-rank m-SAM gradient are not reused; plain runs are."""
+    import hashlib
+    import json
+
+    def old_key(cfg):
+        fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("sam_variant", "looksam_alpha")}
+        text = json.dumps({"config": fields, "cache_version": train.CACHE_VERSION, "source": "src"}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    plain = tiny_config(sam_rho=0.05)
+    msam = plain.replace(msam_m=5)
+    assert train.cache_path(plain, "src").stem.endswith(old_key(plain))
+    assert not train.cache_path(msam, "src").stem.endswith(old_key(msam))

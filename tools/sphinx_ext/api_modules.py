@@ -16,7 +16,7 @@ MARKER = "<!-- sam_course-modules -->"
 PAGE = "book/api"
 PACKAGE = Path(__file__).resolve().parents[2] / "sam_course"
 #: Modules in the order the book introduces them; others follow alphabetically.
-ORDER = ("optim", "scaling", "sam_gradient", "msharpness", "variants", "bound", "noise", "functions", "data", "models",
+ORDER = ("optim", "scaling", "sam_gradient", "msharpness", "msam_lowrank", "variants", "bound", "noise", "functions", "data", "models",
          "train", "experiments", "landscape", "hessian", "paper", "plotting", "timing", "profiles", "notebook")
 
 
