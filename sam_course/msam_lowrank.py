@@ -145,8 +145,8 @@ def lowrank_msam_gradient(optimizer: torch.optim.Optimizer, model: nn.Module, lo
 
     Returns:
         The loss at ``w`` (a 0-d tensor, detached); or None, with ``.grad`` untouched, when some
-        chunk's gradient norm is so small that its square underflows (the caller's loop then
-        handles the batch exactly).
+        chunk's gradient norm is so small or so large that its square underflows or overflows
+        (the caller's loop then handles the batch exactly).
 
     Raises:
         ValueError: when the gradient holds inf or NaN (the parameters are unchanged).
@@ -183,6 +183,8 @@ def lowrank_msam_gradient(optimizer: torch.optim.Optimizer, model: nn.Module, lo
         cached.append((a, delta))
     seen_inputs.clear()
     if not bool(torch.isfinite(sq_norm).all()):
+        if all(bool(torch.isfinite(t).all()) for pair in cached for t in pair):
+            return None   # finite gradients whose squares overflow: the loop rescales them
         raise ValueError(
             "grads contain inf or NaN; no perturbation was applied and the parameters are unchanged "
             "(check the loss, the learning rate, or use a GradScaler-aware step under mixed precision)"

@@ -124,6 +124,25 @@ def test_underflowing_norms_hand_the_batch_to_the_loop():
         assert a.abs().max() > 0
 
 
+def test_overflowing_squares_of_finite_gradients_hand_the_batch_to_the_loop():
+    torch.manual_seed(0)
+    model = MLP(20, (16,), 4)
+    x, y = data()
+    x = x.float()
+
+    def huge(out, target):
+        return 1e25 * LOSS(out, target)
+
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+    assert lowrank_msam_gradient(opt, model, huge, x, y, 4) is None
+    msam_gradient(opt, model, huge, x, y, 4, method="lowrank")
+    got = [q.grad.clone() for q in model.parameters()]
+    msam_gradient(opt, model, huge, x, y, 4, method="loop")
+    for a, b in zip(got, model.parameters()):
+        assert torch.equal(a, b.grad)
+        assert torch.isfinite(a).all()
+
+
 def test_non_finite_gradient_raises_and_leaves_the_weights():
     model = mlp()
     x, y = data()
