@@ -8,8 +8,8 @@ turns: every round calls each step once, in a new random order, and each method 
 the median of its rounds, which ignores the occasional slow outlier. Ratios are taken against a
 named baseline, both as the ratio of medians and as quartiles of the per-round (paired) ratios.
 On a busy machine, wall-clock time also counts the moments another process holds the processor;
-with ``torch.set_num_threads(1)`` and ``clock=time.thread_time`` the timer reads the CPU time of the
-one thread doing the work instead (chapter 5 does this).
+:func:`compare_step_times_one_thread` runs PyTorch on one thread and reads that thread's CPU time
+instead (chapters 5, 12, 14 and 15 do this).
 
 Example::
 
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 if TYPE_CHECKING:  # pandas is imported only when a table is asked for
     import pandas as pd
 
-__all__ = ["StepTimes", "compare_step_times", "train_step"]
+__all__ = ["StepTimes", "compare_step_times", "compare_step_times_one_thread", "train_step"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -200,6 +200,23 @@ def compare_step_times(
         warmup=warmup,
         seed=seed,
     )
+
+
+def compare_step_times_one_thread(steps: Mapping[str, Callable[[], object]], rounds: int,
+                                  baseline: str | None = None, warmup: int = 3, seed: int = 0) -> StepTimes:
+    """:func:`compare_step_times` on one PyTorch thread, timed by that thread's CPU time.
+
+    With one thread, all of a CPU step's work runs in the calling thread, so ``time.thread_time``
+    counts it and nothing else: the moments another process holds the processor are left out,
+    which makes the ratios steady on a shared machine. The thread count is restored afterwards,
+    even when a step raises. Arguments and result as in :func:`compare_step_times`.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return compare_step_times(steps, rounds, baseline=baseline, warmup=warmup, seed=seed, clock=time.thread_time)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,

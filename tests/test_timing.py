@@ -186,3 +186,46 @@ def test_step_times_is_frozen():
     assert result.medians() == {"a": 1.0} and statistics.median(result.samples["a"]) == 1.0
     with pytest.raises(AttributeError):
         result.baseline = "b"
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_one_thread_timing_counts_cpu_work_not_sleep_and_restores_the_thread_count(two_threads):
+    import time
+
+    from sam_course.timing import compare_step_times_one_thread
+
+    seen = []
+
+    def sleeping():
+        seen.append(torch.get_num_threads())
+        time.sleep(0.02)
+
+    def busy():
+        end = time.thread_time() + 0.01
+        while time.thread_time() < end:
+            pass
+
+    result = compare_step_times_one_thread({"sleep": sleeping, "busy": busy}, rounds=3, warmup=0)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == 2
+    medians = result.medians()
+    assert medians["sleep"] < 0.005 < 0.01 <= medians["busy"]
+
+
+def test_one_thread_timing_restores_the_thread_count_when_a_step_raises(two_threads):
+    from sam_course.timing import compare_step_times_one_thread
+
+
+    def failing():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        compare_step_times_one_thread({"fail": failing}, rounds=1, warmup=0)
+    assert torch.get_num_threads() == 2
