@@ -74,14 +74,15 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
     chunks = _chunks(inputs, targets, m)
     if method not in MSAM_METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, MSAM_METHODS))}, got {method!r}")
-    if method != "loop":
+    # With one chunk the loop is plain SAM's step, bit for bit; auto keeps it.
+    if method == "lowrank" or (method == "auto" and len(chunks) > 1):
         reason = lowrank_unsupported_reason(optimizer, model)
-        if method == "lowrank" and reason is not None:
-            raise ValueError(f"method='lowrank' does not apply: {reason}; use method='loop'")
-        if reason is None and (method == "lowrank" or len(chunks) > 1):
+        if reason is None:
             loss = lowrank_msam_gradient(optimizer, model, loss_fn, inputs, targets, m)
             if loss is not None:
                 return loss
+        elif method == "lowrank":
+            raise ValueError(f"method='lowrank' does not apply: {reason}; use method='loop'")
     return _loop_msam_gradient(optimizer, model, loss_fn, chunks)
 
 

@@ -94,6 +94,10 @@ CACHE_VERSION = 1
 CACHE_ENV_VAR = "SAM_COURSE_CACHE"
 _DEFAULT_CACHE = "~/.cache/sam_course/runs"
 _CHECKPOINT_FORMAT = 1
+# Revision 2: m-SAM on Linear-only networks moved from the per-chunk loop to
+# sam_course.msam_lowrank; equal up to rounding, which a long run can amplify, so older m-SAM
+# runs are not reused (other runs keep their keys).
+_MSAM_GRADIENT_REVISION = 2
 
 #: ``RunConfig.dataset`` values and their loaders.
 DATASETS: dict[str, Callable[..., _data.DataBundle]] = {
@@ -1003,9 +1007,7 @@ def _cache_key(cfg: RunConfig, source: str) -> str:
     if fields["sam_variant"] == "sam":
         del fields["sam_variant"], fields["looksam_alpha"]
     if fields["msam_m"] is not None:
-        # m-SAM on Linear-only networks moved from the per-chunk loop to sam_course.msam_lowrank:
-        # equal up to rounding, which a long run can amplify, so those runs are not reused.
-        fields["msam_gradient"] = 2
+        fields["msam_gradient"] = _MSAM_GRADIENT_REVISION
     text = json.dumps({"config": fields, "cache_version": CACHE_VERSION, "source": source}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -1015,8 +1017,8 @@ def cache_path(cfg: RunConfig, source: str) -> Path:
 
     Named ``{dataset}-{model}-{label}-{hash}.pt`` where the hash covers every field of ``cfg``
     (``sam_variant`` and ``looksam_alpha`` only when ``sam_variant`` is not the default ``"sam"``;
-    for m-SAM runs, the revision of the m-SAM gradient), :data:`CACHE_VERSION` and ``source`` (a CIFAR-10 run and its stand-in never share a file).
-    The device is not part of the key.
+    for m-SAM runs, the revision of the m-SAM gradient), :data:`CACHE_VERSION` and ``source`` (a
+    CIFAR-10 run and its stand-in never share a file). The device is not part of the key.
     """
     return cache_dir() / f"{cfg.dataset}-{cfg.model}-{cfg.label}-{_cache_key(cfg, source)}.pt"
 
