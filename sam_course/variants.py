@@ -39,7 +39,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .optim import SAM
+from .optim import SAM, _global_norm
 
 __all__ = ["DEFAULT_ALPHA", "LookSAM", "orthogonal_component", "forward_backward_passes"]
 
@@ -63,11 +63,6 @@ def _check_alpha(alpha) -> float:
 def _dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
     """Global inner product of two lists of tensors (one entry per parameter)."""
     return sum((x * y).sum() for x, y in zip(a, b))
-
-
-def _norm(tensors: list[Tensor]) -> float:
-    """Global 2-norm of a list of tensors, as a float (one fused kernel per dtype and device)."""
-    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors, 2.0)), 2.0))
 
 
 def orthogonal_component(sam_grads: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
@@ -187,11 +182,11 @@ class LookSAM(SAM):
         grads = [q.grad for q in params]
         reused = [self.state[q]["looksam_gv"] for q in params]
         if self._reused_norm is None:
-            self._reused_norm = _norm(reused)
+            self._reused_norm = float(_global_norm(reused, 2.0))
         if not self._reused_norm > 0:
             return
         # The cheap steps exist to save time: one fused norm and one fused add on top of the pass.
-        scale = self.alpha * _norm(grads) / self._reused_norm
+        scale = self.alpha * float(_global_norm(grads, 2.0)) / self._reused_norm
         torch._foreach_add_(grads, reused, alpha=scale)
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
