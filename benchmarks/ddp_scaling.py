@@ -1,6 +1,6 @@
 """Throughput of SAM with DistributedDataParallel: 1 process against 2 on this machine (issue 8).
 
-Both set-ups train the same MLP 784-512-512-10 with :class:`sam_course.scaling.SAMStep` on the
+Both set-ups train the same MLP 784-512-512-10 with :class:`sam_course.optim.distributed.SAMStep` on the
 same global batch (default 256 examples a step) and use the same CPU cores: one process with all
 of the machine's threads, or two processes (gloo) with half the threads each and half the batch
 each. The two set-ups take turns for several rounds (so that the machine's drift hits both alike),
@@ -32,7 +32,7 @@ from torch import nn
 
 from sam_course.models import MLP
 from sam_course.optim import SAM
-from sam_course.scaling import SAMStep
+from sam_course.optim.distributed import SAMStep
 
 
 def _worker(rank: int, world: int, store: str, threads: int, batch: int, steps: int, sync: bool, out: str) -> None:

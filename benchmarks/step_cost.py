@@ -10,7 +10,7 @@ Prints the ratio of each to the base step and checks the targets of the package 
 - m-SAM at m = 16 at most 1.1x and at m = 4 at most 1.3x plain SAM.
 
 m-SAM runs with ``msam_step``'s default method: on the MLP that is the low-rank form of
-``sam_course.msam_lowrank``, on the CNN the per-chunk loop; "m-SAM m=4, loop" forces the loop on
+``sam_course.optim.msam_lowrank``, on the CNN the per-chunk loop; "m-SAM m=4, loop" forces the loop on
 both, for comparison.
 
 Run: ``python benchmarks/step_cost.py [--rounds 60] [--thread-time]``. By default it measures
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sam_course.models import MLP, SmallCNN
-from sam_course.msharpness import msam_step
+from sam_course.optim.msam import msam_step
 from sam_course.optim import SAM
 from sam_course.timing import compare_step_times, train_step
 

@@ -1,45 +1,49 @@
 """sam_course: Sharpness-Aware Minimization for PyTorch, and the library of the course "SAM, executable".
 
-``from sam_course import SAM`` gives the optimizer. Everything else lives in one module per idea,
-each listing its public names in ``__all__``: ``optim``, ``scaling``, ``variants``,
-``msharpness``, ``msam_lowrank``, ``noise``, ``functions``, ``data``, ``models``, ``profiles``,
-``bound``, ``sam_gradient``, ``notebook``. Modules that need pandas, matplotlib or SciPy, or that
-build on them (``train``, ``experiments``, ``landscape``, ``hessian``, ``plotting``, ``paper``,
-``timing``), are imported on first use, so ``import sam_course`` costs little more than
-``import torch``.
+``from sam_course import SAM`` gives the optimizer and loads only :mod:`sam_course.optim` (torch
+and nothing else of the package). Every other module is imported on first use
+(``sam_course.train``, ``sam_course.plotting``...), so the course's data, models, pandas and
+matplotlib cost nothing to a user who wants the optimizer. ``ARCHITECTURE.md`` maps the layers:
+
+* the optimizer family: :mod:`~sam_course.optim`;
+* the lab: :mod:`~sam_course.data`, :mod:`~sam_course.models`, :mod:`~sam_course.noise`,
+  :mod:`~sam_course.train`, :mod:`~sam_course.experiments`, :mod:`~sam_course.curvature`,
+  :mod:`~sam_course.planar`, :mod:`~sam_course.theory`, :mod:`~sam_course.paper`,
+  :mod:`~sam_course.profiles`, :mod:`~sam_course.timing`;
+* book support: :mod:`~sam_course.plotting`, :mod:`~sam_course.report`.
 """
 
 import importlib
 
-from . import bound, data, functions, models, msam_lowrank, msharpness, noise, notebook, optim, profiles, sam_gradient, scaling, variants
 from .optim import SAM, epsilon_hat, frozen_batchnorm_stats
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("train", "experiments", "landscape", "hessian", "plotting", "paper", "timing")
-
-__all__ = [
-    "SAM",
-    "epsilon_hat",
-    "frozen_batchnorm_stats",
-    "bound",
+_LAZY_MODULES = (
+    "curvature",
     "data",
-    "functions",
+    "examples",
     "models",
-    "msam_lowrank",
-    "msharpness",
     "noise",
-    "notebook",
-    "optim",
+    "paper",
+    "planar",
+    "plotting",
     "profiles",
-    "sam_gradient",
-    "scaling",
-    "variants",
-    *_LAZY_MODULES,
-]
+    "report",
+    "experiments",
+    "theory",
+    "timing",
+    "train",
+)
+
+__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "optim", *_LAZY_MODULES]
 
 
 def __getattr__(name):
     if name in _LAZY_MODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'sam_course' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES))

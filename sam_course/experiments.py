@@ -5,7 +5,7 @@ them in the run cache of :mod:`sam_course.train` only if it asks for exactly the
 :class:`~sam_course.train.RunConfig` (the cache key covers every field), so the configurations
 live here, in one place, instead of being typed twice::
 
-    from sam_course import experiments, train
+    from sam_course import runs, train
 
     adam = train.run(experiments.cifar_cnn())                    # chapter 8's baseline
     sam = train.run(experiments.cifar_cnn(sam_rho=experiments.SAM_RHO))

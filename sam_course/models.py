@@ -35,6 +35,10 @@ class MLP(nn.Module):
     ``(B, num_classes)``.
     """
 
+    # forward is self.net's forward: m-SAM's low-rank path (sam_course.optim.msam_lowrank) may
+    # look through this wrapper.
+    forwards_to_only_child = True
+
     def __init__(self, in_features: int = 784, hidden: Sequence[int] = (512, 512), num_classes: int = 10) -> None:
         super().__init__()
         _check_positive("in_features", in_features)

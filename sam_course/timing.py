@@ -34,13 +34,12 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+from ._params import LossFn
 
 if TYPE_CHECKING:  # pandas is imported only when a table is asked for
     import pandas as pd
 
 __all__ = ["StepTimes", "compare_step_times", "compare_step_times_one_thread", "train_step"]
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def _check_int(name: str, value, minimum: int) -> None:

@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from sam_course import bound
+from sam_course.theory import bound
 
 
 # ----------------------------------------------------------------------------- KL of the Gaussians

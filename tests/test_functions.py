@@ -1,4 +1,4 @@
-"""Tests for sam_course.functions: values, gradients, brute-force minima, optimizer runs."""
+"""Tests for sam_course.planar: values, gradients, brute-force minima, optimizer runs."""
 
 import dataclasses
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sam_course import functions as fn
+from sam_course import planar as fn
 from sam_course.optim import SAM
 
 ALL = list(fn.FUNCTIONS.values())

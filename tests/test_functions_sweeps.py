@@ -1,4 +1,4 @@
-"""Tests for the many-starts helpers of sam_course.functions (chapter 6).
+"""Tests for the many-starts helpers of sam_course.planar (chapter 6).
 
 Oracles: run_optimizer run separately from each start (run_from_starts must give the same paths),
 pytorch-optimizer's SAM as a peer implementation, hand-computed grids and distances, and
@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from sam_course import functions as fn
+from sam_course import planar as fn
 from sam_course.optim import SAM
 
 SHARP, FLAT = fn.SHARP_FLAT.sharp_minimum, fn.SHARP_FLAT.flat_minimum

@@ -1,4 +1,4 @@
-"""sam_course.hessian against exact Hessians: closed forms, a known quadratic, and dense_hessian."""
+"""sam_course.curvature.hessian against exact Hessians: closed forms, a known quadratic, and dense_hessian."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sam_course import hessian as H
+from sam_course.curvature import hessian as H
 
 CE = nn.CrossEntropyLoss()
 

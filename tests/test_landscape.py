@@ -1,4 +1,4 @@
-"""sam_course.landscape: filter normalization, slices and surfaces against closed forms, trajectory PCA."""
+"""sam_course.curvature.landscape: filter normalization, slices and surfaces against closed forms, trajectory PCA."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sam_course import landscape as L
+from sam_course.curvature import landscape as L
 from sam_course.models import SmallCNN
 
 CE = nn.CrossEntropyLoss()

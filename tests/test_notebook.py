@@ -1,10 +1,10 @@
-"""sam_course.notebook: numbers handed to glue() as plain Python numbers."""
+"""sam_course.report: numbers handed to glue() as plain Python numbers."""
 
 import numpy as np
 import pytest
 import torch
 
-from sam_course.notebook import as_plain_number
+from sam_course.report import as_plain_number
 
 
 @pytest.mark.parametrize("value, expected, kind", [

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.animation import FuncAnimation  # noqa: E402
 
-from sam_course import functions as fn  # noqa: E402
+from sam_course import planar as fn  # noqa: E402
 from sam_course import plotting  # noqa: E402
 
 SF = fn.SHARP_FLAT

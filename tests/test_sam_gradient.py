@@ -1,4 +1,4 @@
-"""sam_course.sam_gradient against oracles: the closed form with the exact dense Hessian, central
+"""sam_course.theory.sam_gradient against oracles: the closed form with the exact dense Hessian, central
 finite differences of w -> L(w + eps_hat(w)), sam_course.optim.SAM, plain SGD, and train.fit."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from sam_course import hessian, train
+from sam_course import train
+from sam_course.curvature import hessian
 from sam_course.optim import SAM
-from sam_course.sam_gradient import (
+from sam_course.theory.sam_gradient import (
     SAMGradient,
     fit_sam_gradient,
     sam_gradient,

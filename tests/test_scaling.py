@@ -1,4 +1,4 @@
-"""sam_course.scaling: SAMStep under gradient accumulation, mixed precision and DDP (2 processes, gloo).
+"""sam_course.optim.distributed: SAMStep under gradient accumulation, mixed precision and DDP (2 processes, gloo).
 
 Oracles: plain SAM on the whole batch (accumulation, synchronized DDP), m-SAM with m = the
 per-worker batch (per-worker DDP), and the weights before the step (skipped AMP steps).
@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from sam_course import SAM
-from sam_course.msharpness import msam_step
-from sam_course.scaling import SAMStep, first_pass_context
+from sam_course.optim.msam import msam_step
+from sam_course.optim.distributed import SAMStep, first_pass_context
 
 LOSS = nn.CrossEntropyLoss()
 GLOBAL_BATCH = 16

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from sam_course import data, train
-from sam_course.msharpness import msam_step
+from sam_course.optim.msam import msam_step
 from sam_course.noise import NoisyLabels
 from sam_course.optim import SAM, frozen_batchnorm_stats
 

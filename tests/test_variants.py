@@ -1,4 +1,4 @@
-"""sam_course.variants against oracles: plain SAM (k = 1), SAM every k steps (alpha = 0), the closed
+"""sam_course.optim.variants against oracles: plain SAM (k = 1), SAM every k steps (alpha = 0), the closed
 form of a LookSAM step on a quadratic, an uninterrupted run (resume), a count of closure calls
 (passes), and the brute-force projection (orthogonal component)."""
 
@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from sam_course import data, train
 from sam_course.optim import SAM
-from sam_course.variants import LookSAM, forward_backward_passes, orthogonal_component
+from sam_course.optim.variants import LookSAM, forward_backward_passes, orthogonal_component
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ Run it either way::
     python -m sam_course.examples.ddp --nproc 2               # starts the processes itself
     torchrun --nproc_per_node 2 -m sam_course.examples.ddp    # or let torchrun start them
 
-Each process trains on its own shard of every global batch; :class:`sam_course.scaling.SAMStep`
+Each process trains on its own shard of every global batch; :class:`sam_course.optim.distributed.SAMStep`
 does the two passes (per-worker perturbations by default, ``--sync-perturbation`` for one shared
 ``eps_hat``), optionally over ``--accumulation-steps`` micro-batches and under bf16 autocast
 (``--bf16``). Rank 0 prints the loss and test accuracy after each epoch. Offline, MNIST is the
@@ -27,8 +27,8 @@ from torch import nn
 
 from ..data import load_mnist
 from ..models import MLP
-from ..optim import SAM
-from ..scaling import SAMStep
+from ..optim.sam import SAM
+from ..optim.distributed import SAMStep
 
 
 def parse_args(argv=None) -> argparse.Namespace:

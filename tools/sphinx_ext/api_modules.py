@@ -1,38 +1,91 @@
 """Sphinx extension: the API page documents every module of sam_course, found at build time.
 
 book/api.md holds the line ``<!-- sam_course-modules -->``; when Sphinx reads that page, this
-extension replaces the line with one section per public module of the package (an ``automodule``
-of each ``sam_course/*.py`` whose name does not start with ``_``), in the order of the course
-(``ORDER``), then any other module alphabetically. A module added to the package therefore
-appears in the API reference without editing the page. Loaded from _config.yml
-(sphinx.local_extensions).
+extension replaces the line with one section per public module of the package: every
+```sam_course/**/*.py`` whose path has no part starting with ``_``, by dotted name, in the order of
+the course (``ORDER``; a module not named there follows the package above it, alphabetically). A module added to the package therefore appears in the API
+reference without editing the page.
+
+A package whose ``__init__`` only re-exports its submodules' names (it has submodules) gets its
+docstring and, for each re-exported name, a short entry pointing to the submodule that defines
+it, so ``sam_course.optim.SAM`` and ``sam_course.optim.sam.SAM`` both resolve. Loaded from
+_config.yml (sphinx.local_extensions).
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 
 MARKER = "<!-- sam_course-modules -->"
 PAGE = "book/api"
 PACKAGE = Path(__file__).resolve().parents[2] / "sam_course"
-#: Modules in the order the book introduces them; others follow alphabetically.
-ORDER = ("optim", "scaling", "sam_gradient", "msharpness", "msam_lowrank", "variants", "bound", "noise", "functions", "data", "models",
-         "train", "experiments", "landscape", "hessian", "paper", "plotting", "timing", "profiles", "notebook")
+#: Modules in the order the book introduces them (by prefix); others follow alphabetically.
+ORDER = ("optim", "optim.sam", "optim.variants", "optim.msam", "optim.msam_lowrank", "optim.distributed", "theory", "noise", "planar", "data", "models", "train", "experiments", "curvature", "paper",
+         "plotting", "timing", "profiles", "report", "examples")
+
+
+def _dotted(path: Path, package: Path) -> str:
+    rel = path.relative_to(package).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
 
 
 def public_modules(package: Path = PACKAGE) -> list[str]:
-    """The public modules of the package, in the book's order."""
-    names = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
-    ordered = [n for n in ORDER if n in names]
-    return ordered + sorted(names - set(ordered))
+    """Dotted names (relative to ``sam_course``) of the public modules and packages, in the book's order."""
+    names = set()
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package)
+        if any(part.startswith("_") for part in rel.parts[:-1]) or (rel.name.startswith("_") and rel.name != "__init__.py"):
+            continue
+        name = _dotted(path, package)
+        if name:
+            names.add(name)
+
+    def rank(name: str) -> tuple:
+        # The longest entry of ORDER that is the name or a package above it places the name.
+        known = [i for i, entry in enumerate(ORDER) if name == entry or name.startswith(entry + ".")]
+        if not known:
+            return (len(ORDER), name)
+        best = max(known, key=lambda i: len(ORDER[i]))
+        return (best, "" if name == ORDER[best] else name)
+
+    return sorted(names, key=rank)
+
+
+def is_reexporting_package(name: str, package: Path = PACKAGE) -> bool:
+    """True for a package with submodules: its ``__init__`` re-exports, the submodules document."""
+    folder = package.joinpath(*name.split("."))
+    return folder.is_dir() and any(p.name != "__init__.py" for p in folder.glob("*.py"))
+
+
+def _reexports(name: str) -> str:
+    module = importlib.import_module(f"sam_course.{name}")
+    lines = []
+    for member in getattr(module, "__all__", ()):
+        obj = getattr(module, member)
+        home = getattr(obj, "__module__", None)
+        if inspect.ismodule(obj) or not home or home == module.__name__:
+            continue
+        kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else "data"
+        role = "class" if kind == "class" else "func" if kind == "function" else "data"
+        lines += [f".. py:{kind}:: {member}", "", f"   Re-exported from :{role}:`{home}.{member}`.", ""]
+    if not lines:
+        return ""
+    return "```{eval-rst}\n.. py:currentmodule:: " + module.__name__ + "\n\n" + "\n".join(lines) + "```\n"
 
 
 def api_sections(package: Path = PACKAGE) -> str:
     """MyST source: a section with an automodule for each public module."""
-    return "\n".join(
-        f"## `sam_course.{name}`\n\n```{{eval-rst}}\n.. automodule:: sam_course.{name}\n```\n"
-        for name in public_modules(package)
-    )
+    sections = []
+    for name in public_modules(package):
+        if is_reexporting_package(name, package):
+            body = f"```{{eval-rst}}\n.. automodule:: sam_course.{name}\n   :no-members:\n```\n\n{_reexports(name)}"
+        else:
+            body = f"```{{eval-rst}}\n.. automodule:: sam_course.{name}\n```\n"
+        sections.append(f"## `sam_course.{name}`\n\n{body}")
+    return "\n".join(sections)
 
 
 def insert_modules(app, docname: str, source: list[str]) -> None:

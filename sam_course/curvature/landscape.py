@@ -9,13 +9,13 @@ that slices of different networks (SGD vs SAM) can be compared.
 
 Conventions:
 
-* ``data`` and ``loss_fn`` are as in :mod:`sam_course.hessian`: one batch ``(x, y)`` or a sequence of
+* ``data`` and ``loss_fn`` are as in :mod:`sam_course.curvature.hessian`: one batch ``(x, y)`` or a sequence of
   batches, ``loss_fn(model(x), y)`` the mean loss of a batch; losses and accuracies are averaged
   over examples (batches weighted by size).
 * A direction is a ``list`` of tensors, one per parameter that requires grad, in
   ``model.parameters()`` order, each shaped like its parameter. Every function that takes a
   direction also accepts a flat ``(dim,)`` vector in the same order, e.g. a Hessian eigenvector from
-  :func:`sam_course.hessian.top_eigenvalues`.
+  :func:`sam_course.curvature.hessian.top_eigenvalues`.
 * Every evaluation runs in eval mode (the model's own modes are restored afterwards) through
   ``torch.func.functional_call``, so the model's parameters and buffers are never written. BatchNorm
   therefore normalizes with the running statistics of the UNPERTURBED weights ``w``: away from
@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .hessian import _batches, _dim, _generator, _split, _trainable
+from .._params import LossFn, as_batches, num_entries, seeded_generator, split_flat, trainable
 
 __all__ = [
     "Slice",
@@ -50,7 +50,6 @@ __all__ = [
     "trajectory_pca",
 ]
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 # ----------------------------------------------------------------------------- results
@@ -145,12 +144,12 @@ def _grid(values, name: str) -> Tensor:
 
 def _direction(model: nn.Module, direction, name: str) -> list[Tensor]:
     """``direction`` as per-parameter tensors on the parameters' dtype and device."""
-    params = _trainable(model)
+    params = trainable(model)
     if isinstance(direction, Tensor):
-        return _split(direction.detach(), params, name)
+        return split_flat(direction.detach(), params, name)
     if not isinstance(direction, (list, tuple)) or len(direction) != len(params):
         raise ValueError(
-            f"{name} must be a flat vector of {_dim(params)} entries or a list of {len(params)} tensors "
+            f"{name} must be a flat vector of {num_entries(params)} entries or a list of {len(params)} tensors "
             "(one per trainable parameter, in model.parameters() order)"
         )
     out = []
@@ -209,11 +208,11 @@ def random_direction(model: nn.Module, seed: int = 0, filter_normalize: bool = T
         A list of tensors, one per parameter that requires grad, in ``model.parameters()`` order,
         with the parameters' shapes, dtypes and devices. The model is not modified.
     """
-    gen = _generator(seed)
+    gen = seeded_generator(seed)
     if not isinstance(filter_normalize, bool):
         raise ValueError(f"filter_normalize must be True or False, got {filter_normalize!r}")
     direction = []
-    for p in _trainable(model):
+    for p in trainable(model):
         d = torch.randn(p.shape, generator=gen, dtype=torch.float64)
         if filter_normalize:
             if p.ndim <= 1:
@@ -233,8 +232,8 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data) -> tuple[float, float | No
     Returns:
         ``(loss, accuracy)``; accuracy is ``None`` when the task is not classification.
     """
-    params = _trainable(model)
-    batches = _batches(data, params[0].device)
+    params = trainable(model)
+    batches = as_batches(data, params[0].device)
     with _eval_mode(model):
         return _evaluate_state(model, loss_fn, batches, {})
 
@@ -252,9 +251,9 @@ def loss_along(model: nn.Module, loss_fn: LossFn, data, direction, alphas) -> Sl
     """
     d = _direction(model, direction, "direction")
     grid = _grid(alphas, "alphas")
-    params = _trainable(model)
+    params = trainable(model)
     names = _trainable_names(model)
-    batches = _batches(data, params[0].device)
+    batches = as_batches(data, params[0].device)
     results = []
     with _eval_mode(model), torch.no_grad():
         for alpha in grid.tolist():
@@ -295,7 +294,7 @@ def interpolate(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Mappin
     device = next(iter(model.state_dict().values())).device if keys else torch.device("cpu")
     a = {k: state_a[k].detach().to(device) for k in keys}
     b = {k: state_b[k].detach().to(device) for k in keys}
-    batches = _batches(data, device)
+    batches = as_batches(data, device)
     results = []
     with _eval_mode(model), torch.no_grad():
         for alpha in grid.tolist():
@@ -325,9 +324,9 @@ def surface(model: nn.Module, loss_fn: LossFn, data, d1, d2, alphas, betas) -> S
     u = _direction(model, d1, "d1")
     v = _direction(model, d2, "d2")
     grid_a, grid_b = _grid(alphas, "alphas"), _grid(betas, "betas")
-    params = _trainable(model)
+    params = trainable(model)
     names = _trainable_names(model)
-    batches = _batches(data, params[0].device)
+    batches = as_batches(data, params[0].device)
     losses = torch.empty(len(grid_b), len(grid_a), dtype=torch.float64)
     accuracy: Tensor | None = torch.empty_like(losses)
     with _eval_mode(model), torch.no_grad():
@@ -389,8 +388,8 @@ def trajectory_pca(snapshots: Sequence, model: nn.Module | None = None) -> Traje
         raise ValueError("snapshots must be a sequence of at least 3 snapshots (flat vectors, lists of tensors or state_dicts)")
     vectors = [_snapshot_vector(s, i, model) for i, s in enumerate(snapshots)]
     dim = vectors[0].numel()
-    if model is not None and dim != _dim(_trainable(model)):
-        raise ValueError(f"snapshots have {dim} entries but the model has {_dim(_trainable(model))} trainable parameters")
+    if model is not None and dim != num_entries(trainable(model)):
+        raise ValueError(f"snapshots have {dim} entries but the model has {num_entries(trainable(model))} trainable parameters")
     if any(v.numel() != dim for v in vectors):
         raise ValueError("all snapshots must have the same number of entries")
     weights = torch.stack(vectors)
@@ -410,6 +409,6 @@ def trajectory_pca(snapshots: Sequence, model: nn.Module | None = None) -> Traje
     if model is None:
         directions = (basis[0].clone(), basis[1].clone())
     else:
-        params = _trainable(model)
-        directions = tuple(_split(row, params, "direction") for row in basis)
+        params = trainable(model)
+        directions = tuple(split_flat(row, params, "direction") for row in basis)
     return TrajectoryPlane(directions, ratio, coordinates)

@@ -19,7 +19,7 @@ put the cost of each run on the x-axis without relying on a noisy clock.
 
 Example::
 
-    from sam_course.variants import LookSAM
+    from sam_course.optim.variants import LookSAM
 
     opt = LookSAM(model.parameters(), torch.optim.SGD, rho=0.05, k=5, alpha=0.7, lr=0.1)
     for x, y in loader:
@@ -39,7 +39,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .optim import SAM, _global_norm
+from .sam import SAM, global_norm
 
 __all__ = ["DEFAULT_ALPHA", "LookSAM", "orthogonal_component", "forward_backward_passes"]
 
@@ -182,11 +182,11 @@ class LookSAM(SAM):
         grads = [q.grad for q in params]
         reused = [self.state[q]["looksam_gv"] for q in params]
         if self._reused_norm is None:
-            self._reused_norm = float(_global_norm(reused, 2.0))
+            self._reused_norm = float(global_norm(reused, 2.0))
         if not self._reused_norm > 0:
             return
         # The cheap steps exist to save time: one fused norm and one fused add on top of the pass.
-        scale = self.alpha * float(_global_norm(grads, 2.0)) / self._reused_norm
+        scale = self.alpha * float(global_norm(grads, 2.0)) / self._reused_norm
         torch._foreach_add_(grads, reused, alpha=scale)
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:

@@ -54,13 +54,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from . import data as _data
-from .models import MLP, SmallCNN, SmallResNet
-from .msharpness import msam_step
-from .noise import CIFAR10_CLASS_MAP, NoisyLabels
-from .optim import SAM, frozen_batchnorm_stats
-from .variants import DEFAULT_ALPHA as _LOOKSAM_ALPHA
-from .variants import LookSAM
+from .. import data as _data
+from ..models import MLP, SmallCNN, SmallResNet
+from ..optim.msam import msam_step
+from ..noise import CIFAR10_CLASS_MAP, NoisyLabels
+from ..optim.sam import SAM, frozen_batchnorm_stats
+from ..optim.variants import DEFAULT_ALPHA as _LOOKSAM_ALPHA
+from ..optim.variants import LookSAM
 
 __all__ = [
     "CACHE_VERSION",
@@ -95,7 +95,7 @@ CACHE_ENV_VAR = "SAM_COURSE_CACHE"
 _DEFAULT_CACHE = "~/.cache/sam_course/runs"
 _CHECKPOINT_FORMAT = 1
 # Revision 2: m-SAM on Linear-only networks moved from the per-chunk loop to
-# sam_course.msam_lowrank; equal up to rounding, which a long run can amplify, so older m-SAM
+# sam_course.optim.msam_lowrank; equal up to rounding, which a long run can amplify, so older m-SAM
 # runs are not reused (other runs keep their keys).
 _MSAM_GRADIENT_REVISION = 2
 
@@ -118,7 +118,7 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], str]] = {
     "adagrad": (torch.optim.Adagrad, "Adagrad"),
 }
 #: ``RunConfig.sam_variant`` values: plain SAM (with ``sam_every``, SAM every k steps) or
-#: :class:`~sam_course.variants.LookSAM` (full SAM step every ``sam_every`` steps, reused direction
+#: :class:`~sam_course.optim.variants.LookSAM` (full SAM step every ``sam_every`` steps, reused direction
 #: in between). Chapter 14.
 SAM_VARIANTS = ("sam", "looksam")
 _NOISE_KINDS = ("symmetric", "class_map")
@@ -516,7 +516,7 @@ def fit(
     SAM calls the closure twice; while it is perturbed (``optimizer.perturbed``) the closure runs
     under :func:`~sam_course.optim.frozen_batchnorm_stats`, so BatchNorm's running statistics see
     each batch once, at ``w``. With ``msam_m`` each step is
-    :func:`~sam_course.msharpness.msam_step` (chapter 12); a batch whose size is not a multiple of
+    :func:`~sam_course.optim.msam.msam_step` (chapter 12); a batch whose size is not a multiple of
     ``msam_m`` is cut to the largest multiple, and skipped if smaller than ``msam_m``.
 
     History columns (a DataFrame; ``epoch`` 0 is evaluated before any step):
@@ -564,7 +564,7 @@ def fit(
         sam_every: with a SAM optimizer, take a SAM step on steps ``0, k, 2k, ...`` (counted over
             the whole run) and a plain base-optimizer step otherwise: the cheaper schedule of
             chapter 14. 1 (default) is SAM on every step. Must be 1 for a
-            :class:`~sam_course.variants.LookSAM`, which has its own period ``k``.
+            :class:`~sam_course.optim.variants.LookSAM`, which has its own period ``k``.
         eval_batch_size: examples per forward pass in evaluation.
         progress: a ``tqdm.auto`` bar over epochs (``TQDM_DISABLE=1`` also turns it off).
         desc: the bar's label.
@@ -709,7 +709,7 @@ class RunConfig:
         sam_p, sam_adaptive: SAM's norm order and ASAM switch (:class:`~sam_course.optim.SAM`).
         msam_m: m-SAM chunk size (needs ``sam_rho`` and a ``batch_size`` that it divides).
         sam_every: SAM on every ``sam_every``-th step, the base optimizer alone on the others.
-        sam_variant: ``"sam"`` (default) or ``"looksam"``: :class:`~sam_course.variants.LookSAM`
+        sam_variant: ``"sam"`` (default) or ``"looksam"``: :class:`~sam_course.optim.variants.LookSAM`
             with period ``k = sam_every`` and ``alpha = looksam_alpha`` (the full SAM step every ``sam_every`` steps, the reused direction added on the
             others; ``sam_every=1`` is SAM). Needs ``sam_rho``; not with ``msam_m``. Chapter 14.
         looksam_alpha: LookSAM's weight ``alpha`` of the reused direction, finite and >= 0; may

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sam_course.optim import SAM
+from ..optim.sam import SAM
 
 __all__ = [
     "TestFunction",

@@ -14,22 +14,19 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats"]
+from .._checks import check_real
+
+__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p"]
 
 
-def _check_rho(rho, name: str = "rho") -> None:
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {rho!r}")
+def check_rho(rho, name: str = "rho") -> float:
+    """``rho`` (a radius, in the parameters' units) as a finite float >= 0."""
+    return check_real(name, rho, 0)
 
 
-def _check_p(p, name: str = "p") -> None:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p) or p < 1:
-        raise ValueError(f"{name} must be a number in [1, inf] (float('inf') allowed), got {p!r}")
-
-
-def _check_eta(eta, name: str = "eta") -> None:
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {eta!r}")
+def check_p(p, name: str = "p") -> float:
+    """``p`` (the order of the perturbation's norm) as a float in [1, inf]."""
+    return check_real(name, p, 1, allow_inf=True)
 
 
 def _dual_exponent(p: float) -> float:
@@ -41,7 +38,8 @@ def _dual_exponent(p: float) -> float:
     return p / (p - 1.0)
 
 
-def _global_norm(tensors: Sequence[Tensor], order: float) -> Tensor:
+def global_norm(tensors: Sequence[Tensor], order: float) -> Tensor:
+    """The ``order``-norm of all ``tensors`` together, as one 0-d tensor (one foreach pass)."""
     norms = torch._foreach_norm(list(tensors), order)
     if len(norms) == 1:
         return norms[0]
@@ -49,7 +47,7 @@ def _global_norm(tensors: Sequence[Tensor], order: float) -> Tensor:
 
 
 def _raise_if_not_finite(grads: Sequence[Tensor]) -> None:
-    if not bool(torch.isfinite(_global_norm(grads, math.inf))):
+    if not bool(torch.isfinite(global_norm(grads, math.inf))):
         raise ValueError(
             "grads contain inf or NaN; no perturbation was applied and the parameters are unchanged "
             "(check the loss, the learning rate, or use a GradScaler-aware step under mixed precision)"
@@ -58,17 +56,17 @@ def _raise_if_not_finite(grads: Sequence[Tensor]) -> None:
 
 def _finite_norm2(tensors: Sequence[Tensor], raw: Sequence[Tensor]) -> float:
     """Global 2-norm of ``tensors`` as a float; raises if ``raw`` (the gradients) is not finite."""
-    norm = float(_global_norm(tensors, 2.0))
+    norm = float(global_norm(tensors, 2.0))
     # Squares of entries below sqrt(tiny) underflow and squares above sqrt(max) overflow; well
     # inside that range the plain norm is exact enough and costs one pass.
     safe_floor = 1e4 * math.sqrt(torch.finfo(tensors[0].dtype).tiny)
     if safe_floor < norm < math.inf:
         return norm
     _raise_if_not_finite(raw)
-    peak = _global_norm(tensors, math.inf)
+    peak = global_norm(tensors, math.inf)
     if not bool(peak > 0):
         return 0.0
-    return float(peak) * float(_global_norm(torch._foreach_div(list(tensors), peak), 2.0))
+    return float(peak) * float(global_norm(torch._foreach_div(list(tensors), peak), 2.0))
 
 
 def epsilon_hat(grads: Sequence[Tensor], rho: float, p: float = 2) -> list[Tensor]:
@@ -95,8 +93,8 @@ def epsilon_hat(grads: Sequence[Tensor], rho: float, p: float = 2) -> list[Tenso
     Raises:
         ValueError: on a bad ``rho`` or ``p``, or when a gradient holds inf or NaN.
     """
-    _check_rho(rho)
-    _check_p(p)
+    check_rho(rho)
+    check_p(p)
     grads = [g.detach() for g in grads]
     if not grads:
         return []
@@ -111,7 +109,7 @@ def _unit_direction(grads: list[Tensor], p: float, scale: float = 1.0) -> list[T
         return torch._foreach_mul(grads, scale / norm if norm > 0 else 0.0)
     if math.isinf(p):
         return torch._foreach_mul([g.sign() for g in grads], scale)
-    peak = _global_norm(grads, math.inf)
+    peak = global_norm(grads, math.inf)
     if not bool(peak > 0):
         return [torch.zeros_like(g) for g in grads]
     # Dividing by max |g| first keeps |g|**(q-1) inside the float range for any q.
@@ -219,9 +217,9 @@ class SAM(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        _check_rho(group["rho"], "rho")
-        _check_p(group["p"], "p")
-        _check_eta(group["eta"], "eta")
+        check_rho(group["rho"], "rho")
+        check_p(group["p"], "p")
+        check_real("eta", group["eta"], 0)
         if not isinstance(group["adaptive"], bool):
             raise ValueError(f"adaptive must be True or False, got {group['adaptive']!r}")
         if hasattr(self, "base_optimizer"):
@@ -331,7 +329,7 @@ class SAM(torch.optim.Optimizer):
                 "SAM.step needs a closure that does forward + backward and returns the loss "
                 "(opt.step(closure)); or call opt.first_step() and opt.second_step() yourself. "
                 "With a torch.amp.GradScaler, scaler.step(sam) cannot work (it unscales only one of "
-                "the two gradients): use sam_course.scaling.SAMStep(model, sam, scaler=scaler)"
+                "the two gradients): use sam_course.optim.distributed.SAMStep(model, sam, scaler=scaler)"
             )
         closure = torch.enable_grad()(closure)
         self.zero_grad()
@@ -353,7 +351,7 @@ class SAM(torch.optim.Optimizer):
         """Move the perturbed parameters back to ``w`` exactly, without a base-optimizer step.
 
         For code that takes the two passes apart, e.g. to skip a step whose second gradient
-        overflowed, or to collect perturbed gradients as :func:`sam_course.msharpness.msam_gradient`
+        overflowed, or to collect perturbed gradients as :func:`sam_course.optim.msam.msam_gradient`
         does. Does nothing when the parameters are not perturbed.
         """
         self._restore()

@@ -11,7 +11,7 @@ Several workers (``torch.nn.parallel.DistributedDataParallel``)
     - per-worker perturbation (``sync_perturbation=False``, the default, and what the paper's own
       implementation does): the first backward runs under ``model.no_sync()``, so each worker
       computes its own ``eps_hat`` from its local batch. The averaged second gradient is then
-      m-SAM's gradient with ``m`` = the per-worker batch (:func:`sam_course.msharpness.msam_gradient`).
+      m-SAM's gradient with ``m`` = the per-worker batch (:func:`sam_course.optim.msam.msam_gradient`).
     - synchronized perturbation (``sync_perturbation=True``): the first gradient is averaged too,
       every worker uses the same ``eps_hat``, and the step equals single-process SAM on the
       concatenation of the workers' batches.
@@ -40,11 +40,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .optim import SAM, frozen_batchnorm_stats
+from .sam import SAM, frozen_batchnorm_stats
+from .._params import LossFn
 
 __all__ = ["SAMStep", "first_pass_context", "is_ddp"]
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def is_ddp(model: nn.Module) -> bool:

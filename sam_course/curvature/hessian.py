@@ -39,6 +39,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .._checks import check_int, check_real
+from .._params import LossFn, as_batches, check_eval_mode, flatten, num_entries, seeded_generator, split_flat, trainable
+
 __all__ = [
     "EigenResult",
     "TraceEstimate",
@@ -54,95 +57,6 @@ __all__ = [
     "dense_hessian",
 ]
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
-
-_STOCHASTIC_MODULES = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
-
-
-# ----------------------------------------------------------------------------- validation helpers
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int) and value >= low and (high is None or value <= high)
-    if not ok:
-        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an int {allowed}, got {value!r}")
-
-
-def _check_tol(value, name: str = "tol") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _trainable(model: nn.Module) -> list[Tensor]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no parameters that require grad")
-    return params
-
-
-def _check_eval_mode(model: nn.Module) -> None:
-    for name, module in model.named_modules():
-        if module.training and isinstance(module, _STOCHASTIC_MODULES):
-            kind = "BatchNorm" if isinstance(module, nn.modules.batchnorm._BatchNorm) else "dropout"
-            raise ValueError(
-                f"model has a {kind} layer in training mode ({name or 'model'}: {type(module).__name__}); "
-                "there the loss depends on batch composition or on random masks, so it has no single "
-                "Hessian. Call model.eval() first (BatchNorm then uses its running statistics)."
-            )
-
-
-def _batches(data, device: torch.device | None = None) -> list[tuple[Tensor, Tensor]]:
-    """``data`` as a list of ``(x, y)`` batches on ``device`` (see the module docstring)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor) and isinstance(data[1], Tensor):
-        batches = [tuple(data)]
-    else:
-        try:
-            batches = [tuple(batch) for batch in data]
-        except TypeError:
-            raise ValueError("data must be a batch (x, y) of tensors or a sequence of such batches") from None
-    if not batches:
-        raise ValueError("data must hold at least one batch, got none")
-    out = []
-    for i, batch in enumerate(batches):
-        if len(batch) != 2 or not all(isinstance(t, Tensor) for t in batch):
-            raise ValueError(f"data[{i}] must be a pair (x, y) of tensors")
-        x, y = batch
-        if y.ndim == 0 or y.shape[0] == 0 or x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"data[{i}]: x and y must have the same, non-zero batch size, got shapes "
-                f"{tuple(x.shape)} and {tuple(y.shape)}"
-            )
-        if device is not None:
-            x, y = x.to(device), y.to(device)
-        out.append((x, y))
-    return out
-
-
-def _dim(params: Sequence[Tensor]) -> int:
-    return sum(p.numel() for p in params)
-
-
-def _split(vector: Tensor, params: Sequence[Tensor], name: str = "v") -> list[Tensor]:
-    """Cut a flat vector into pieces shaped (and typed) like ``params``."""
-    dim = _dim(params)
-    if not isinstance(vector, Tensor) or vector.ndim != 1 or vector.numel() != dim:
-        shape = tuple(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
-        raise ValueError(f"{name} must be a 1-D tensor with {dim} entries (one per trainable parameter), got {shape}")
-    pieces = vector.split([p.numel() for p in params])
-    return [piece.reshape(p.shape).to(dtype=p.dtype, device=p.device) for piece, p in zip(pieces, params)]
-
-
-def _flat(tensors: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
-    """Concatenate per-parameter tensors, ``None`` (no dependence) meaning zeros."""
-    return torch.cat([(torch.zeros_like(p) if t is None else t).reshape(-1) for t, p in zip(tensors, params)])
-
-
-def _generator(seed) -> torch.Generator:
-    _check_int("seed", seed, 0)
-    return torch.Generator().manual_seed(seed)
-
-
 def _rademacher(dim: int, gen: torch.Generator) -> Tensor:
     return torch.randint(0, 2, (dim,), generator=gen, dtype=torch.float64) * 2 - 1
 
@@ -155,12 +69,12 @@ class _Hessian:
     counts its products. Products by double backward; see :func:`hvp` for why."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data) -> None:
-        _check_eval_mode(model)
+        check_eval_mode(model)
         self.model, self.loss_fn = model, loss_fn
-        self.params = _trainable(model)
-        self.batches = _batches(data, self.params[0].device)
+        self.params = trainable(model)
+        self.batches = as_batches(data, self.params[0].device)
         self.total = sum(y.shape[0] for _, y in self.batches)
-        self.dim = _dim(self.params)
+        self.dim = num_entries(self.params)
         self.num_hvps = 0
 
     def _weighted_losses(self):
@@ -171,14 +85,14 @@ class _Hessian:
         loss_value, grad = 0.0, None
         with torch.enable_grad():
             for loss in self._weighted_losses():
-                g = _flat(torch.autograd.grad(loss, self.params, allow_unused=True), self.params)
+                g = flatten(torch.autograd.grad(loss, self.params, allow_unused=True), self.params)
                 grad = g if grad is None else grad + g
                 loss_value += float(loss.detach())
         return loss_value, grad
 
     def matvec(self, v: Tensor) -> Tensor:
         """``H v`` for a flat vector ``v`` (any float dtype); returns the parameters' dtype."""
-        pieces = _split(v, self.params)
+        pieces = split_flat(v, self.params)
         result = None
         with torch.enable_grad():
             for loss in self._weighted_losses():
@@ -193,7 +107,7 @@ class _Hessian:
                         grad_outputs=[pieces[i] for i in live], allow_unused=True,
                     )
                     hv = list(second)
-                flat = _flat(hv, self.params).detach()
+                flat = flatten(hv, self.params).detach()
                 result = flat if result is None else result + flat
         self.num_hvps += 1
         return result
@@ -346,13 +260,13 @@ def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data, k: int = 1, tol: fl
     """
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
-    _check_tol(tol)
-    _check_int("max_iter", max_iter, 1)
+    check_real("tol", tol, 0)
+    check_int("max_iter", max_iter, 1)
     op = _Hessian(model, loss_fn, data)
-    _check_int("k", k, 1, op.dim - 1)
+    check_int("k", k, 1, op.dim - 1)
     if ncv is not None:
-        _check_int("ncv", ncv, k + 1, op.dim)
-    v0 = torch.randn(op.dim, generator=_generator(seed), dtype=torch.float64)
+        check_int("ncv", ncv, k + 1, op.dim)
+    v0 = torch.randn(op.dim, generator=seeded_generator(seed), dtype=torch.float64)
 
     def matvec(x):
         v = torch.from_numpy(x.reshape(-1).copy())
@@ -416,7 +330,7 @@ def top_spectrum(models, loss_fn: LossFn, data, k: int = 5, tol: float = 1e-3, m
     for name, model in named:
         if not isinstance(model, nn.Module):
             raise ValueError(f"models[{name!r}] must be a torch.nn.Module, got {type(model).__name__}")
-    _check_int("k", k, 2)
+    check_int("k", k, 2)
     out: dict[str, dict[str, float]] = {}
     for name, model in named:
         result = top_eigenvalues(model, loss_fn, data, k=k, tol=tol, max_iter=max_iter, seed=seed)
@@ -452,10 +366,10 @@ def power_iteration(model: nn.Module, loss_fn: LossFn, data, tol: float = 1e-4, 
         An :class:`EigenResult` with one eigenvalue, its eigenvector (``(dim, 1)``), ``num_hvps`` and
         ``converged=False`` if ``max_iter`` was reached first (the last estimate is still returned).
     """
-    _check_tol(tol)
-    _check_int("max_iter", max_iter, 1)
+    check_real("tol", tol, 0)
+    check_int("max_iter", max_iter, 1)
     op = _Hessian(model, loss_fn, data)
-    u = torch.randn(op.dim, generator=_generator(seed), dtype=torch.float64)
+    u = torch.randn(op.dim, generator=seeded_generator(seed), dtype=torch.float64)
     u = u / torch.linalg.vector_norm(u)
     theta, converged = 0.0, False
     for _ in range(max_iter):
@@ -485,8 +399,8 @@ def hutchinson_trace(model: nn.Module, loss_fn: LossFn, data, samples: int = 100
         samples: number of random vectors (= HVPs), ``>= 1``; one sample gives ``stderr = nan``.
         seed: seed of the random vectors.
     """
-    _check_int("samples", samples, 1)
-    gen = _generator(seed)
+    check_int("samples", samples, 1)
+    gen = seeded_generator(seed)
     op = _Hessian(model, loss_fn, data)
     values = torch.empty(samples, dtype=torch.float64)
     for i in range(samples):
@@ -546,10 +460,10 @@ def spectral_density(model: nn.Module, loss_fn: LossFn, data, steps: int = 64, s
     Returns:
         A :class:`SpectralDensity`; ``.density(grid, sigma)`` smooths it for plotting.
     """
-    _check_int("starts", starts, 1)
-    gen = _generator(seed)
+    check_int("starts", starts, 1)
+    gen = seeded_generator(seed)
     op = _Hessian(model, loss_fn, data)
-    _check_int("steps", steps, 1, op.dim)
+    check_int("steps", steps, 1, op.dim)
     nodes, weights = [], []
     for _ in range(starts):
         alpha, beta = _lanczos(op.matvec, _rademacher(op.dim, gen), steps)
@@ -596,20 +510,20 @@ def dense_hessian(model: nn.Module, loss_fn: LossFn, data, max_dim: int = 4096) 
         ``(dim, dim)`` symmetric tensor in the parameters' dtype, rows and columns ordered like the
         flat vectors of this module.
     """
-    _check_eval_mode(model)
-    params = _trainable(model)
-    dim = _dim(params)
-    _check_int("max_dim", max_dim, 1)
+    check_eval_mode(model)
+    params = trainable(model)
+    dim = num_entries(params)
+    check_int("max_dim", max_dim, 1)
     if dim > max_dim:
         raise ValueError(f"model has {dim} trainable parameters, more than max_dim={max_dim}; dense_hessian is for tiny models")
-    batches = _batches(data, params[0].device)
+    batches = as_batches(data, params[0].device)
     total = sum(y.shape[0] for _, y in batches)
     lookup = {id(p): p for p in params}
     names = [name for name, p in model.named_parameters() if id(p) in lookup]
     flat0 = torch.cat([p.detach().reshape(-1) for p in params])
 
     def loss_of(flat: Tensor) -> Tensor:
-        pieces = _split(flat, params, "flat")
+        pieces = split_flat(flat, params, "flat")
         state = dict(zip(names, pieces))
         losses = [loss_fn(functional_call(model, state, (x,)), y) * (y.shape[0] / total) for x, y in batches]
         return torch.stack(losses).sum()

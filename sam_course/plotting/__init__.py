@@ -3,7 +3,7 @@
 A base optimizer and its SAM version share a hue family (SGD blue, SAM-SGD orange; Adam green,
 SAM-Adam red; ...) and keep it in every chapter, so a reader can compare figures at a glance.
 
-Chapter 6 adds the pictures of optimizers on 2-D test functions (:mod:`sam_course.functions`):
+Chapter 6 adds the pictures of optimizers on 2-D test functions (:mod:`sam_course.planar`):
 :func:`contour` of a landscape, :func:`trajectory` of one run, :func:`compare_trajectories` of a
 base optimizer and its SAM version, :func:`outcome_map` of where runs from many starts end,
 :func:`animate_trajectories` with :func:`to_html` for the rendered book, and :func:`explorer`, a
@@ -27,7 +27,7 @@ import seaborn as sns
 import torch
 from matplotlib.animation import Animation, FuncAnimation
 
-from sam_course import functions as _functions
+from .. import planar as _functions
 
 __all__ = [
     "COLORS",
@@ -130,7 +130,7 @@ def _as_path(path, name: str = "path") -> np.ndarray:
 
 def _window(function, window):
     if not isinstance(function, _functions.TestFunction):
-        raise ValueError(f"function must be a sam_course.functions.TestFunction, got {type(function).__name__}")
+        raise ValueError(f"function must be a sam_course.planar.TestFunction, got {type(function).__name__}")
     if window is None:
         return function.domain
     (xmin, xmax), (ymin, ymax) = _functions._parse_box(window)
@@ -165,7 +165,7 @@ def contour(
 
     Args:
         ax: the axes to draw in.
-        function: a :class:`sam_course.functions.TestFunction`.
+        function: a :class:`sam_course.planar.TestFunction`.
         n: grid points per side, an integer >= 2.
         levels: number of contour levels, an integer >= 2.
         log: colour by the logarithm of the height above the minimum.
@@ -224,7 +224,7 @@ def trajectory(ax: plt.Axes, path, label: str, color=None, markers: bool = True,
     Args:
         ax: the axes to draw in.
         path: the points visited, shape ``(T, 2)`` (a tensor from
-            :func:`sam_course.functions.run_optimizer` or an array).
+            :func:`sam_course.planar.run_optimizer` or an array).
         label: legend entry, also the key of :func:`color_for` ("Adagrad", "SAM-Adagrad", ...).
         color: overrides ``color_for(label)``.
         markers: draw the start (white circle) and end (cross) markers; they
@@ -263,14 +263,14 @@ def compare_trajectories(
 ):
     """Run a base optimizer and its SAM version from one start and draw both over the contour (chapter 6).
 
-    Both runs use :func:`sam_course.functions.run_optimizer` (projected onto the
-    domain) with :func:`sam_course.functions.optimizer_factory`; the SAM run
+    Both runs use :func:`sam_course.planar.run_optimizer` (projected onto the
+    domain) with :func:`sam_course.planar.optimizer_factory`; the SAM run
     wraps the same base optimizer with the same ``lr``.
 
     Args:
-        function: a :class:`sam_course.functions.TestFunction`.
+        function: a :class:`sam_course.planar.TestFunction`.
         start: ``(x, y)`` in the domain.
-        base: one of :data:`sam_course.functions.BASE_OPTIMIZERS`.
+        base: one of :data:`sam_course.planar.BASE_OPTIMIZERS`.
         lr: learning rate of both runs.
         rho: SAM's radius, in coordinate units.
         steps: optimizer steps of each run.
@@ -400,7 +400,7 @@ def animate_trajectories(
     animation, not a stray static copy.
 
     Args:
-        function: a :class:`sam_course.functions.TestFunction`.
+        function: a :class:`sam_course.planar.TestFunction`.
         paths: label -> path of shape ``(T, 2)``; labels pick colours through :func:`color_for`.
         window, log, n, levels: passed to :func:`contour`.
         frames: the most frames, an integer >= 1.
@@ -523,7 +523,7 @@ def explorer(presets: Mapping[str, Mapping[str, object]] | None = None):
     page cannot run the optimizers.
 
     Args:
-        presets: function key of :data:`sam_course.functions.FUNCTIONS` -> dict with
+        presets: function key of :data:`sam_course.planar.FUNCTIONS` -> dict with
             ``window``, ``start``, ``lr``, ``rho``, ``steps`` and ``log``;
             :data:`EXPLORER_PRESETS` when None.
 
@@ -539,7 +539,7 @@ def explorer(presets: Mapping[str, Mapping[str, object]] | None = None):
         raise ValueError("presets must name at least one function")
     unknown = [key for key in presets if key not in _functions.FUNCTIONS]
     if unknown:
-        raise ValueError(f"presets must use keys of sam_course.functions.FUNCTIONS, got {unknown}")
+        raise ValueError(f"presets must use keys of sam_course.planar.FUNCTIONS, got {unknown}")
     keys = list(presets)
     slider = dict(continuous_update=False, style={"description_width": "initial"})
     function_w = widgets.Dropdown(options=[(_functions.FUNCTIONS[k].name, k) for k in keys], value=keys[0],

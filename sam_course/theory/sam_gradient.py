@@ -13,7 +13,7 @@ product per step. This module computes both, without touching the model: :func:`
 (either gradient), :func:`sam_gradient_parts` (the two terms separately, for measurements), and
 :func:`sam_gradient_step` / :func:`fit_sam_gradient` to train with either one.
 
-Conventions are those of :mod:`sam_course.hessian`: ``loss_fn(model(x), y)`` is a batch mean;
+Conventions are those of :mod:`sam_course.curvature.hessian`: ``loss_fn(model(x), y)`` is a batch mean;
 ``data`` is one batch ``(x, y)`` or a sequence of batches (the loss is the example-weighted average
 over all of them); vectors are flat ``(dim,)`` tensors over the trainable parameters in
 ``model.parameters()`` order; BatchNorm and dropout must not be in training mode (the loss must be
@@ -33,15 +33,15 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .hessian import _batches, _check_eval_mode, _flat, _split, _trainable
-from .optim import SAM, _check_rho, epsilon_hat
+from .._checks import check_real
+from .._params import LossFn, as_batches, check_eval_mode, flatten, split_flat, trainable
+from ..optim.sam import SAM, check_rho, epsilon_hat
 
 if TYPE_CHECKING:  # pandas is imported only by fit_sam_gradient
     import pandas as pd
 
 __all__ = ["SAMGradient", "sam_gradient", "sam_gradient_parts", "sam_gradient_step", "fit_sam_gradient"]
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -55,13 +55,13 @@ class _Problem:
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable, got {loss_fn!r}")
-        _check_rho(rho)
-        _check_eval_mode(model)
+        check_rho(rho)
+        check_eval_mode(model)
         self.model, self.loss_fn, self.rho = model, loss_fn, float(rho)
-        self.params = _trainable(model)
+        self.params = trainable(model)
         lookup = {id(p): p for p in self.params}
         self.names = [name for name, p in model.named_parameters() if id(p) in lookup]
-        self.batches = _batches(data, self.params[0].device)
+        self.batches = as_batches(data, self.params[0].device)
         self.total = sum(y.shape[0] for _, y in self.batches)
 
     def loss(self, weights: Sequence[Tensor] | None = None) -> Tensor:
@@ -107,13 +107,13 @@ def _first_order(problem: _Problem) -> tuple[float, Tensor]:
     with torch.no_grad():
         perturbed = torch._foreach_add([p.detach() for p in problem.params], eps)
     _, shifted = problem.gradient(perturbed)
-    return float(loss.detach()), _flat([g.detach() for g in shifted], problem.params)
+    return float(loss.detach()), flatten([g.detach() for g in shifted], problem.params)
 
 
 def _second_order(problem: _Problem) -> tuple[float, Tensor]:
     """Loss at ``w`` and the exact gradient of ``w -> L(w + eps_hat(w))``, by autograd through eps_hat."""
     loss, grads = problem.gradient(create_graph=True)
-    flat_g = _flat([g.detach() for g in grads], problem.params)
+    flat_g = flatten([g.detach() for g in grads], problem.params)
     _raise_if_not_finite(flat_g, "the gradient at w")
     if problem.rho == 0 or not bool(flat_g.any()):
         # eps_hat is identically 0 for rho = 0; at g = 0 the normalization g / ||g|| has no
@@ -127,7 +127,7 @@ def _second_order(problem: _Problem) -> tuple[float, Tensor]:
         perturbed = [p + scale * g for p, g in zip(problem.params, grads)]
         total = problem.loss(perturbed)
         full = torch.autograd.grad(total, problem.params, allow_unused=True)
-    return float(loss.detach()), _flat([None if g is None else g.detach() for g in full], problem.params)
+    return float(loss.detach()), flatten([None if g is None else g.detach() for g in full], problem.params)
 
 
 def sam_gradient(model: nn.Module, loss_fn: LossFn, data, rho: float, second_order: bool = False) -> Tensor:
@@ -235,7 +235,7 @@ def sam_gradient_parts(model: nn.Module, loss_fn: LossFn, data, rho: float) -> S
 
     ``first_order`` is SAM's ``g'`` (as :func:`sam_gradient`); ``hessian_term`` is
     ``(rho / ||g||) H (I - u u^T) g'``, one Hessian-vector product at ``w`` by double backward
-    through the graph of the first gradient (as :func:`sam_course.hessian.hvp`). Their sum equals
+    through the graph of the first gradient (as :func:`sam_course.curvature.hessian.hvp`). Their sum equals
     ``sam_gradient(..., second_order=True)``, which gets it by differentiating through ``eps_hat``
     instead: the two routes check each other and the derivation of chapter 4.
 
@@ -251,24 +251,24 @@ def sam_gradient_parts(model: nn.Module, loss_fn: LossFn, data, rho: float) -> S
     """
     problem = _Problem(model, loss_fn, data, rho)
     loss, grads = problem.gradient(create_graph=True)
-    flat_g = _flat([g.detach() for g in grads], problem.params)
+    flat_g = flatten([g.detach() for g in grads], problem.params)
     _raise_if_not_finite(flat_g, "the gradient at w")
     eps = epsilon_hat([g.detach() for g in grads], problem.rho, 2)
     with torch.no_grad():
         perturbed = torch._foreach_add([p.detach() for p in problem.params], eps)
     perturbed_loss, shifted = problem.gradient(perturbed)
-    first = _flat([g.detach() for g in shifted], problem.params)
+    first = flatten([g.detach() for g in shifted], problem.params)
     norm = _norm(flat_g)
     term = torch.zeros_like(first)
     live = [i for i, g in enumerate(grads) if g.requires_grad]
     if problem.rho > 0 and norm > 0 and live:
         unit = flat_g / norm
         # Only the part of g' orthogonal to g moves eps_hat: scaling g does not change g / ||g||.
-        projected = _split(first - unit * (unit @ first), problem.params)
+        projected = split_flat(first - unit * (unit @ first), problem.params)
         with torch.enable_grad():
             hv = torch.autograd.grad([grads[i] for i in live], problem.params,
                                      grad_outputs=[projected[i] for i in live], allow_unused=True)
-        term = _flat([None if h is None else h.detach() for h in hv], problem.params) * (problem.rho / norm)
+        term = flatten([None if h is None else h.detach() for h in hv], problem.params) * (problem.rho / norm)
     return SAMGradient(
         rho=problem.rho,
         loss=float(loss.detach()),
@@ -317,7 +317,7 @@ def sam_gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_f
         raise ValueError(f"second_order must be True or False, got {second_order!r}")
     problem = _Problem(model, loss_fn, (inputs, targets), rho)
     loss, flat = (_second_order if second_order else _first_order)(problem)
-    for p, piece in zip(problem.params, _split(flat, problem.params)):
+    for p, piece in zip(problem.params, split_flat(flat, problem.params)):
         p.grad = piece
     optimizer.step()
     return loss
@@ -355,14 +355,14 @@ def fit_sam_gradient(model: nn.Module, optimizer: torch.optim.Optimizer, train_d
     """
     import pandas as pd
 
-    from . import train
+    from .. import train
 
     _check_optimizer(optimizer)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
         low = 1 if name == "batch_size" else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    _check_rho(rho)
+    check_rho(rho)
     if not isinstance(second_order, bool):
         raise ValueError(f"second_order must be True or False, got {second_order!r}")
     eval_sets = dict(eval_sets or {})

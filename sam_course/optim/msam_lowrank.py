@@ -20,7 +20,7 @@ corrections and one backward make the step cheaper than plain SAM's two full pas
 example to pass through the network independently of the others (no BatchNorm, no active dropout,
 only Linear layers and element-wise activations in ``nn.Sequential`` containers), ``p = 2``
 and no ASAM scaling; :func:`lowrank_unsupported_reason` says why a model does not qualify, and
-:func:`sam_course.msharpness.msam_gradient` then uses its per-chunk loop.
+:func:`sam_course.optim.msam.msam_gradient` then uses its per-chunk loop.
 """
 
 from __future__ import annotations
@@ -31,24 +31,35 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+from .._params import LossFn
 
-from .models import MLP
 
 __all__ = ["lowrank_unsupported_reason", "lowrank_msam_gradient"]
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 # Layers that act on each example (each row) on its own and hold no parameters.
 _ELEMENTWISE = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Tanh, nn.Hardtanh, nn.Sigmoid, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Identity,
 )
-_CONTAINERS = (nn.Sequential, MLP)
+
+
+def is_transparent_wrapper(module: nn.Module) -> bool:
+    """True for a module whose forward is its only child's forward, declared by the class.
+
+    A model class opts in with the class attribute ``forwards_to_only_child = True`` (as
+    :class:`sam_course.models.MLP` does): the optimizer core cannot read a forward method, so it
+    takes the declaration and checks the structure it implies (exactly one child, no parameters or
+    buffers of its own).
+    """
+    if not getattr(type(module), "forwards_to_only_child", False):
+        return False
+    own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+    return len(list(module.children())) == 1 and not own
 
 
 def _module_reason(name: str, module: nn.Module) -> str | None:
     label = f"{name or 'the model'} ({type(module).__name__})"
-    if isinstance(module, _CONTAINERS):
+    if isinstance(module, nn.Sequential) or is_transparent_wrapper(module):
         return None
     if next(module.children(), None) is not None:
         return f"{label} is a container other than nn.Sequential, whose forward cannot be checked"
@@ -71,7 +82,8 @@ def lowrank_unsupported_reason(optimizer: torch.optim.Optimizer, model: nn.Modul
     Args:
         optimizer: a :class:`~sam_course.optim.SAM` over ``model``'s parameters; every group
             must have ``p = 2`` and ``adaptive=False``.
-        model: every module an ``nn.Sequential`` (or :class:`~sam_course.models.MLP`), an
+        model: every module an ``nn.Sequential`` (or a wrapper that declares ``forwards_to_only_child``,
+            such as :class:`~sam_course.models.MLP`), an
             ``nn.Linear`` used once, an element-wise activation (not in place), ``nn.Flatten``
             or an inactive ``nn.Dropout``; the trainable parameters exactly those of its Linear
             layers (none frozen) and exactly the optimizer's.
@@ -138,7 +150,7 @@ def lowrank_msam_gradient(optimizer: torch.optim.Optimizer, model: nn.Module, lo
                           inputs: Tensor, targets: Tensor, m: int) -> Tensor | None:
     """Fill ``.grad`` with the m-SAM gradient of one batch; return the batch loss at ``w``.
 
-    The same gradient as the per-chunk loop of :func:`sam_course.msharpness.msam_gradient`
+    The same gradient as the per-chunk loop of :func:`sam_course.optim.msam.msam_gradient`
     (equal up to rounding), computed as the module docstring explains. The parameters are never
     moved. ``m`` must divide the batch (checked by the caller) and ``loss_fn`` must average over
     examples.

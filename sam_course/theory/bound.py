@@ -394,7 +394,7 @@ def sharpness_bound(max_loss: float, k: int, n: int, w_norm: float, rho: float, 
 
     Args:
         max_loss: the worst training loss in the ball of radius ``rho`` around ``w``, >= 0. It is
-            usually estimated from below, e.g. by :func:`sam_course.msharpness.m_sharpness` with
+            usually estimated from below, e.g. by :func:`sam_course.optim.msam.m_sharpness` with
             ``m = n`` plus the training loss.
         k, n, w_norm, rho, delta, constant: as in :func:`complexity_term`.
 

@@ -7,7 +7,7 @@ better, and that m-sharpness with small ``m`` tracks the generalization gap bett
 sharpness of the full training loss.
 
 :func:`msam_gradient` loops over the chunks, except for networks of Linear layers, where
-:mod:`sam_course.msam_lowrank` gets the same gradient for about the cost of one plain SAM step.
+:mod:`sam_course.optim.msam_lowrank` gets the same gradient for about the cost of one plain SAM step.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from .msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
-from .optim import SAM, frozen_batchnorm_stats
+from .sam import SAM, frozen_batchnorm_stats
+from .._params import LossFn
 
 __all__ = ["MSAM_METHODS", "msam_gradient", "msam_step", "m_sharpness"]
 
 #: How :func:`msam_gradient` computes: ``"auto"`` picks ``"lowrank"`` where it applies and there is
 #: more than one chunk, else ``"loop"``.
 MSAM_METHODS = ("auto", "loop", "lowrank")
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def _chunks(inputs: Tensor, targets: Tensor, m: int) -> list[tuple[Tensor, Tensor]]:
@@ -60,7 +59,7 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
         m: chunk size; must divide ``n``.
         method: ``"loop"`` runs the two passes chunk by chunk (any model; ``2 n / m`` passes);
             ``"lowrank"`` computes the same gradient in about one SAM step's cost for networks of
-            Linear layers with ``p = 2`` (:mod:`sam_course.msam_lowrank`; raises if the model or
+            Linear layers with ``p = 2`` (:mod:`sam_course.optim.msam_lowrank`; raises if the model or
             optimizer does not qualify); ``"auto"`` (default) takes ``"lowrank"`` when it
             qualifies and ``n / m > 1``, else ``"loop"``. The two agree up to rounding.
 

@@ -1,0 +1,33 @@
+"""The SAM optimizer family: what you put into your own training code.
+
+Imports torch (and the package's validators) only, never the course's data, models or training
+loop, so ``from sam_course.optim import SAM`` costs little more than ``import torch``
+(``ARCHITECTURE.md``; a test enforces it).
+
+* :mod:`~sam_course.optim.sam`: :class:`SAM`, :func:`epsilon_hat`, :func:`frozen_batchnorm_stats`
+  (chapters 3-5).
+* :mod:`~sam_course.optim.variants`: :class:`LookSAM`, :class:`SAMEveryK` and pass counting
+  (chapter 14).
+* :mod:`~sam_course.optim.msam`: the m-SAM step and m-sharpness (chapter 12), with its low-rank
+  path in :mod:`~sam_course.optim.msam_lowrank`.
+* :mod:`~sam_course.optim.distributed`: :class:`SAMStep` for DDP, gradient accumulation and mixed
+  precision (chapter 5b).
+"""
+
+from .distributed import SAMStep
+from .msam import m_sharpness, msam_gradient, msam_step
+from .sam import SAM, epsilon_hat, frozen_batchnorm_stats
+from .variants import LookSAM, forward_backward_passes, orthogonal_component
+
+__all__ = [
+    "SAM",
+    "epsilon_hat",
+    "frozen_batchnorm_stats",
+    "LookSAM",
+    "orthogonal_component",
+    "forward_backward_passes",
+    "msam_gradient",
+    "msam_step",
+    "m_sharpness",
+    "SAMStep",
+]
