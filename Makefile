@@ -1,10 +1,11 @@
 # SAM, executable: build the book and run every check CI runs.
 #
 #   make book    set up .venv, execute every chapter (profile `book`), build _build/html
-#   make test    set up .venv, then everything CI checks (unit tests, nbval, strict build under
-#                the `ci` profile, rendered-page check in headless Chromium)
+#   make test    set up .venv, then everything CI checks (lint, unit tests, nbval, strict build
+#                under the `ci` profile, rendered-page check in headless Chromium)
+#   make lint    ruff (lint and import order) over the package, tests, tools and chapters
 #
-# Other targets: setup, bench, strip, sync-url, serve, clean, distclean, help.
+# Other targets: setup, lint, bench, strip, sync-url, serve, clean, distclean, help.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -36,11 +37,12 @@ CI_HTML := $(CI_OUT)/_build/html
 # (notebooks still come from the execution cache, so nothing is re-executed needlessly).
 STRICT := -W -n --keep-going --all
 
-.PHONY: help setup book test bench strip sync-url serve clean distclean check-python check-system
+.PHONY: help setup book test lint bench strip sync-url serve clean distclean check-python check-system
 
 help:
 	@echo "make book     build the book (profile book) into _build/html"
 	@echo "make test     run everything CI checks (ends with pytest's summary line)"
+	@echo "make lint     ruff over the package, tests, tools and chapters (make test runs it first)"
 	@echo "make setup    create .venv and install the pinned dependencies (done by book/test)"
 	@echo "make bench    run every script in benchmarks/"
 	@echo "make strip    strip outputs from the chapters (book/**/*.ipynb) before committing"
@@ -108,7 +110,13 @@ serve:
 # ends with one pytest summary), then a single pytest run: unit tests, nbval on every notebook
 # of the TOC, and the rendered-page check of the ci build in headless Chromium.
 
-test: setup check-system
+# ruff reads its settings from pyproject.toml; chapters are linted as notebooks.
+lint: setup
+	@echo ">>> ruff"
+	$(VENV)/bin/ruff check .
+	$(PY) tools/strip_outputs.py --check
+
+test: setup check-system lint
 	@mkdir -p $(CI_OUT)
 	@rm -f $(CI_OUT)/build-exit-code
 	@echo ">>> strict book build, profile ci, into $(CI_HTML)"

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from sam_course.models import MLP, SmallCNN
-from sam_course.optim.msam import msam_step
 from sam_course.optim import SAM
+from sam_course.optim.msam import msam_step
 from sam_course.timing import compare_step_times, train_step
 
 BATCH = 128

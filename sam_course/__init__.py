@@ -6,7 +6,7 @@ and nothing else of the package). Every other module is imported on first use
 matplotlib cost nothing to a user who wants the optimizer. ``ARCHITECTURE.md`` maps the layers:
 
 * the optimizer family: :mod:`~sam_course.optim`;
-* the lab: :mod:`~sam_course.data`, :mod:`~sam_course.models`, :mod:`~sam_course.noise`,
+* the lab: :mod:`~sam_course.base_optimizers`, :mod:`~sam_course.data`, :mod:`~sam_course.models`, :mod:`~sam_course.noise`,
   :mod:`~sam_course.train`, :mod:`~sam_course.experiments`, :mod:`~sam_course.curvature`,
   :mod:`~sam_course.planar`, :mod:`~sam_course.theory`, :mod:`~sam_course.paper`,
   :mod:`~sam_course.profiles`, :mod:`~sam_course.timing`;
@@ -20,6 +20,7 @@ from .optim import SAM, epsilon_hat, frozen_batchnorm_stats
 __version__ = "0.1.0"
 
 _LAZY_MODULES = (
+    "base_optimizers",
     "curvature",
     "data",
     "examples",

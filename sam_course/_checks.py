@@ -41,15 +41,20 @@ def is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _bound(value: float) -> str:
+    # Integers exactly (2**63 - 1, not 9.22337e+18); floats in their shortest form.
+    return str(value) if is_int(value) else f"{value:g}"
+
+
 def interval(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> str:
     """The allowed range in words: ``">= 0"``, ``"> 0"``, ``"<= 1"`` or ``"in [0, 1)"``."""
     if math.isinf(high) and math.isinf(low):
         return "of any value"
     if math.isinf(high):
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {_bound(low)}"
     if math.isinf(low):
-        return f"{'<' if high_open else '<='} {high:g}"
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"{'<' if high_open else '<='} {_bound(high)}"
+    return f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}"
 
 
 def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
@@ -73,6 +78,7 @@ def check_real(name: str, value, low: float = -math.inf, high: float = math.inf,
     NaN is always refused; ``+-inf`` only with ``allow_inf`` (and then only where the bounds
     allow it).
     """
+    received = value
     ok = is_real(value) and not math.isnan(value)
     if ok:
         value = float(value)
@@ -80,10 +86,10 @@ def check_real(name: str, value, low: float = -math.inf, high: float = math.inf,
         ok = ok and (allow_inf or math.isfinite(value))
     if not ok:
         if allow_inf and math.isinf(high) and not high_open and math.isfinite(low):
-            allowed = f"in {'(' if low_open else '['}{low:g}, inf] (float('inf') allowed)"
+            allowed = f"in {'(' if low_open else '['}{_bound(low)}, inf] (float('inf') allowed)"
         else:
             allowed = interval(low, high, low_open=low_open, high_open=high_open)
-        raise ValueError(f"{name} must be a {'number' if allow_inf else 'finite number'} {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be a {'number' if allow_inf else 'finite number'} {allowed}, got {received!r}")
     return value
 
 
@@ -106,6 +112,7 @@ def check_choice(name: str, value, allowed: Iterable):
 
 def check_bool(name: str, value) -> bool:
     """``value`` when it is a ``bool`` (or a NumPy bool); a string such as ``"no"`` is refused."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    if isinstance(value, bool) or numpy_bool:
         return bool(value)
     raise ValueError(f"{name} must be True or False, got {value!r}")

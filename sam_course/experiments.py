@@ -1,11 +1,11 @@
-"""The canonical runs of the practical chapters 7, 8 and 9, as functions of the profile.
+"""The canonical runs of the practical chapters (7-9 and 11-14), as functions of the profile.
 
 Chapter 9 draws the loss landscapes of the very networks that chapters 7 and 8 trained. It finds
 them in the run cache of :mod:`sam_course.train` only if it asks for exactly the same
 :class:`~sam_course.train.RunConfig` (the cache key covers every field), so the configurations
 live here, in one place, instead of being typed twice::
 
-    from sam_course import runs, train
+    from sam_course import experiments, train
 
     adam = train.run(experiments.cifar_cnn())                    # chapter 8's baseline
     sam = train.run(experiments.cifar_cnn(sam_rho=experiments.SAM_RHO))
@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ._checks import check_choice, check_int, check_real
 from .profiles import pick
 from .train import RunConfig, RunResult, build_data
 
@@ -33,7 +34,7 @@ __all__ = [
     "MNIST_NOISE_RATE",
     "CIFAR_NOISE_RATE",
     "SAM_RHO",
-    "BASE_OPTIMIZERS",
+    "BASE_HYPERPARAMETERS",
     "seeds",
     "mnist_mlp",
     "cifar_cnn",
@@ -47,6 +48,11 @@ __all__ = [
     "label_noise_run",
     "pick_rho_on_validation",
     "memorization_onset",
+    "MSHARPNESS_BATCH",
+    "VARIANTS_NOISE_RATE",
+    "msharpness_run",
+    "hessian_run",
+    "variants_run",
 ]
 
 #: Fraction of the MNIST training labels replaced by a uniformly drawn wrong class (chapter 7).
@@ -56,19 +62,13 @@ CIFAR_NOISE_RATE = 0.5
 #: SAM's radius in the main comparisons of chapters 7-9 (the paper's usual value on CIFAR).
 SAM_RHO = 0.05
 
-#: Keyword arguments of the base optimizers the chapters compare, by name. Adam runs at PyTorch's
+#: The hyper-parameters (``RunConfig`` keyword arguments) of the base optimizers the chapters
+#: compare, by :data:`sam_course.base_optimizers.BASE_OPTIMIZERS` key. Adam runs at PyTorch's
 #: default learning rate (the set-up of the course's seed), SGD with heavy-ball momentum.
-BASE_OPTIMIZERS: Mapping[str, Mapping[str, float]] = {
+BASE_HYPERPARAMETERS: Mapping[str, Mapping[str, float]] = {
     "adam": {"lr": 1e-3},
     "sgd": {"lr": 0.05, "momentum": 0.9},
 }
-
-
-def _check_optimizer(optimizer) -> str:
-    if optimizer not in BASE_OPTIMIZERS:
-        allowed = ", ".join(map(repr, BASE_OPTIMIZERS))
-        raise ValueError(f"optimizer must be one of {allowed}, got {optimizer!r}")
-    return optimizer
 
 
 def seeds() -> tuple[int, ...]:
@@ -84,14 +84,14 @@ def mnist_mlp(optimizer: str = "adam", sam_rho: float | None = None, seed: int =
     the 5,000-digit sample of :func:`sam_course.data.load_mnist` (4,000 train / 1,000 test).
 
     Args:
-        optimizer: ``"adam"`` or ``"sgd"`` (hyper-parameters from :data:`BASE_OPTIMIZERS`).
+        optimizer: ``"adam"`` or ``"sgd"`` (hyper-parameters from :data:`BASE_HYPERPARAMETERS`).
         sam_rho: SAM's radius around that optimizer; None trains with the optimizer alone.
         seed: the run's seed (initialization, which labels are corrupted, data order).
 
     Returns:
         A :class:`~sam_course.train.RunConfig`; change any field with ``.replace(...)``.
     """
-    kwargs = BASE_OPTIMIZERS[_check_optimizer(optimizer)]
+    kwargs = BASE_HYPERPARAMETERS[check_choice("optimizer", optimizer, BASE_HYPERPARAMETERS)]
     return RunConfig(
         dataset="mnist",
         n_train=pick(ci=1000, book=None, paper=None),
@@ -120,7 +120,7 @@ def cifar_cnn(optimizer: str = "adam", sam_rho: float | None = None, seed: int =
 
     Args and returns as in :func:`mnist_mlp`.
     """
-    kwargs = BASE_OPTIMIZERS[_check_optimizer(optimizer)]
+    kwargs = BASE_HYPERPARAMETERS[check_choice("optimizer", optimizer, BASE_HYPERPARAMETERS)]
     return RunConfig(
         dataset="cifar10",
         n_train=pick(ci=400, book=2000, paper=None),
@@ -192,10 +192,8 @@ def landscape_sample(cfg: RunConfig, n: int, seed: int = 0) -> tuple[Tensor, Ten
     train_set = build_data(cfg, verbose=False).train
     images = train_set.dataset.data if hasattr(train_set, "clean_targets") else train_set.data
     size = len(train_set)
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= size:
-        raise ValueError(f"n must be an int in [1, {size}] (the training set's size), got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    n = check_int("n", n, 1, size)  # at most the training set's size
+    seed = check_int("seed", seed, 0)
     index = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
     return images[index], train_set.targets[index]
 
@@ -285,8 +283,7 @@ def pick_rho_on_validation(runs_by_rho: Mapping[float, Sequence[RunResult]], rea
         ValueError: on an unknown ``reading``, no radii, a radius without runs, or a run
             without validation accuracy.
     """
-    if reading not in ("best", "last"):
-        raise ValueError(f"reading must be 'best' or 'last', got {reading!r}")
+    check_choice("reading", reading, ("best", "last"))
     if not runs_by_rho:
         raise ValueError("runs_by_rho must hold at least one radius")
     chosen, chosen_score = None, None
@@ -319,10 +316,65 @@ def memorization_onset(history: pd.DataFrame, threshold: float = MEMORIZATION_TH
     Raises:
         ValueError: on a threshold outside (0, 1] or a history without those columns.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    threshold = check_real("threshold", threshold, 0, 1, low_open=True)
     missing = {"epoch", "train_memorized"} - set(history.columns)
     if missing:
         raise ValueError(f"history must have the columns 'epoch' and 'train_memorized'; missing {sorted(missing)}")
     reached = history.loc[history["train_memorized"] >= threshold, "epoch"]
     return float(reached.min()) if len(reached) else math.nan
+
+
+# --------------------------------------------------------------------------- chapters 12-14
+
+#: The batch size of chapter 12's runs; an m-SAM chunk size ``m`` divides it.
+MSHARPNESS_BATCH = 32
+#: Fraction of the training labels replaced by a wrong class in chapter 14's comparison of variants.
+VARIANTS_NOISE_RATE = 0.6
+
+
+def msharpness_run(noise_rate: float = 0.0, m: int | None = None, seed: int = 0, **changes) -> RunConfig:
+    """Chapter 12's run: SGD alone (``m=None``) or SAM around it with chunks of ``m`` examples.
+
+    The 784-256-10 MLP on a class-balanced subset of Fashion-MNIST (``book``: 1,024 training and
+    2,000 test images), SGD with learning rate 0.05 and momentum 0.9, batch
+    :data:`MSHARPNESS_BATCH`, 20 epochs under ``book``. ``changes`` replaces any other field;
+    with ``m`` set, SAM's radius is ``changes["sam_rho"]`` or :data:`SAM_RHO`.
+    """
+    base = RunConfig(
+        dataset="fashion_mnist", n_train=pick(ci=256, book=1024, paper=10_000),
+        n_test=pick(ci=200, book=2000, paper=None), model="mlp", model_kwargs={"hidden": (256,)},
+        optimizer="sgd", lr=0.05, momentum=0.9, epochs=pick(ci=1, book=20, paper=60),
+        batch_size=MSHARPNESS_BATCH,
+    )
+    cfg = base.replace(noise_rate=noise_rate, seed=seed, **changes)
+    return cfg if m is None else cfg.replace(sam_rho=changes.get("sam_rho", SAM_RHO), msam_m=m)
+
+
+def hessian_run(sam_rho: float | None = None, epochs: int | None = None, seed: int = 0) -> RunConfig:
+    """Chapter 13's run: the MLP on Fashion-MNIST with SGD (``sam_rho=None``) or SAM-SGD, clean labels.
+
+    Two hidden layers of 256 units (``book``; 32 under ``ci``, 512 under ``paper``), 4,000
+    training and 1,000 test images under ``book``, SGD with :data:`BASE_HYPERPARAMETERS` ``["sgd"]``,
+    batch 128, 40 epochs under ``book`` unless ``epochs`` is given.
+    """
+    return RunConfig(
+        dataset="fashion_mnist", n_train=pick(ci=500, book=4000, paper=None), n_test=pick(ci=200, book=1000, paper=None),
+        model="mlp", model_kwargs={"hidden": pick(ci=(32, 32), book=(256, 256), paper=(512, 512))}, optimizer="sgd",
+        sam_rho=sam_rho, epochs=pick(ci=2, book=40, paper=200) if epochs is None else epochs, batch_size=128,
+        seed=seed, **BASE_HYPERPARAMETERS["sgd"],
+    )
+
+
+def variants_run(seed: int = 0, **changes) -> RunConfig:
+    """Chapter 14's run: a one-hidden-layer MLP on Fashion-MNIST with 60 % symmetric noise, Adam.
+
+    256 hidden units, 5,000 training images (10 % held out, with clean labels, for validation) and
+    2,000 test images under ``book``, :data:`VARIANTS_NOISE_RATE` symmetric noise, Adam with
+    :data:`BASE_HYPERPARAMETERS` ``["adam"]``, batch 128, 20 epochs under ``book``. ``changes``
+    replaces any field (``sam_rho``, ``sam_every``, ``sam_variant``...).
+    """
+    fields = dict(dataset="fashion_mnist", n_train=pick(ci=600, book=5000, paper=None),
+                  n_test=pick(ci=300, book=2000, paper=None), val_fraction=0.1, model="mlp",
+                  model_kwargs={"hidden": (256,)}, optimizer="adam", noise_rate=VARIANTS_NOISE_RATE,
+                  epochs=pick(ci=2, book=20, paper=60), batch_size=128, seed=seed, **BASE_HYPERPARAMETERS["adam"])
+    return RunConfig(**{**fields, **changes})

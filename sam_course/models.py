@@ -7,17 +7,14 @@ The CNN and ResNet end in adaptive pooling, so 28x28 (MNIST, Fashion-MNIST) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["MLP", "SmallCNN", "SmallResNet", "BasicBlock", "count_parameters"]
+from ._checks import check_int, is_int
 
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+__all__ = ["MLP", "SmallCNN", "SmallResNet", "BasicBlock", "count_parameters", "seeded"]
 
 
 class MLP(nn.Module):
@@ -41,11 +38,9 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int = 784, hidden: Sequence[int] = (512, 512), num_classes: int = 10) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
-        _check_positive("num_classes", num_classes)
-        hidden = tuple(hidden)
-        for i, width in enumerate(hidden):
-            _check_positive(f"hidden[{i}]", width)
+        in_features = check_int("in_features", in_features, 1)
+        num_classes = check_int("num_classes", num_classes, 1)
+        hidden = tuple(check_int(f"hidden[{i}]", width, 1) for i, width in enumerate(hidden))
         widths = (in_features, *hidden)
         layers: list[nn.Module] = [nn.Flatten()]
         for fan_in, fan_out in zip(widths[:-1], widths[1:]):
@@ -86,9 +81,9 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 32, batch_norm: bool = False) -> None:
         super().__init__()
-        _check_positive("in_channels", in_channels)
-        _check_positive("num_classes", num_classes)
-        _check_positive("width", width)
+        in_channels = check_int("in_channels", in_channels, 1)
+        num_classes = check_int("num_classes", num_classes, 1)
+        width = check_int("width", width, 1)
         self.features = nn.Sequential(
             *_conv_block(in_channels, width, batch_norm),
             nn.MaxPool2d(2),
@@ -150,11 +145,11 @@ class SmallResNet(nn.Module):
 
     def __init__(self, depth: int = 8, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> None:
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        if not is_int(depth) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth!r}")
-        _check_positive("num_classes", num_classes)
-        _check_positive("in_channels", in_channels)
-        _check_positive("width", width)
+        num_classes = check_int("num_classes", num_classes, 1)
+        in_channels = check_int("in_channels", in_channels, 1)
+        width = check_int("width", width, 1)
         blocks_per_stage = (depth - 2) // 6
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
@@ -183,3 +178,13 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     BatchNorm running statistics are buffers, not parameters, and are not counted.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def seeded(build: Callable[..., nn.Module], seed: int, *args, **kwargs) -> nn.Module:
+    """``build(*args, **kwargs)`` right after ``torch.manual_seed(seed)``: the same initial weights
+    on every call, for comparisons that start several optimizers from one network (chapters 4, 5).
+
+    Seeds PyTorch's global generator, as a chapter's own ``torch.manual_seed`` would.
+    """
+    torch.manual_seed(check_int("seed", seed, 0))
+    return build(*args, **kwargs)

@@ -19,11 +19,13 @@ labels does not disturb the seeds of the training run that follows.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 
 import torch
 from torch.utils.data import Dataset, Subset
+
+from ._checks import check_int, check_real, is_int
+from ._params import seeded_generator
 
 __all__ = [
     "CIFAR10_CLASS_MAP",
@@ -49,32 +51,11 @@ CIFAR10_CLASS_MAP: Mapping[int, int] = {
 # validation helpers
 # --------------------------------------------------------------------------
 
-def _is_int(value) -> bool:
-    # bool is an int subclass, but `True` as a class count or seed is a bug.
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_rate(rate) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise ValueError(f"rate must be a real number in [0, 1), got {rate!r}")
-    rate = float(rate)
-    # rate == 1 is excluded: with every label replaced, nothing is left to learn from
-    # and the "fraction of correct labels" the chapters plot is identically zero.
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"rate must be in [0, 1), got {rate}")
-    return rate
-
-
-def _check_seed(seed) -> int:
-    if not _is_int(seed) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    return int(seed)
-
-
-def _check_num_classes(num_classes) -> int:
-    if not _is_int(num_classes) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return int(num_classes)
+# Seeds are ints in [0, 2**63): the range of a non-negative int64.
+_SEED_HIGH = 2**63 - 1
+# Rates lie in [0, 1): with rate 1 every label is replaced, nothing is left to learn from and
+# the "fraction of correct labels" the chapters plot is identically zero.
+_RATE_RANGE = dict(low=0.0, high=1.0, high_open=True)
 
 
 def _as_labels(labels, name: str, num_classes: int | None = None) -> torch.Tensor:
@@ -104,10 +85,6 @@ def _as_labels(labels, name: str, num_classes: int | None = None) -> torch.Tenso
             bad = low if low < 0 else high
             raise ValueError(f"{name} must lie in {allowed}, found label {bad}")
     return tensor
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(seed)
 
 
 def _count(rate: float, n: int) -> int:
@@ -141,12 +118,12 @@ def symmetric_noise(targets, num_classes: int, rate: float, seed: int) -> torch.
         ValueError: on a rate outside ``[0, 1)``, ``num_classes < 2``, labels
             outside ``[0, num_classes)``, non-1-D targets or a bad seed.
     """
-    num_classes = _check_num_classes(num_classes)
-    rate = _check_rate(rate)
-    seed = _check_seed(seed)
+    num_classes = check_int("num_classes", num_classes, 2)
+    rate = check_real("rate", rate, **_RATE_RANGE)
+    seed = check_int("seed", seed, 0, _SEED_HIGH)
     clean = _as_labels(targets, "targets", num_classes)
 
-    generator = _generator(seed)
+    generator = seeded_generator(seed)
     n = clean.numel()
     chosen = torch.randperm(n, generator=generator)[: _count(rate, n)]
     # An offset uniform on {1, ..., C-1}, added modulo C, lands uniformly on
@@ -165,7 +142,7 @@ def _check_class_map(class_map, num_classes: int) -> dict[int, int]:
         )
     checked = {}
     for source, target in class_map.items():
-        if not (_is_int(source) and _is_int(target)):
+        if not (is_int(source) and is_int(target)):
             raise ValueError(
                 f"class_map must map integer classes to integer classes, got {source!r}: {target!r}"
             )
@@ -187,7 +164,7 @@ def _infer_num_classes(clean: torch.Tensor, class_map) -> int:
     if isinstance(class_map, Mapping):
         # Malformed entries are skipped here and reported by _check_class_map.
         for pair in class_map.items():
-            largest = max([largest] + [int(c) for c in pair if _is_int(c)])
+            largest = max([largest] + [int(c) for c in pair if is_int(c)])
     return max(largest + 1, 2)
 
 
@@ -221,17 +198,17 @@ def class_map_noise(
             non-1-D targets, or a class-map entry mapping a class to itself or
             out of ``[0, num_classes)``.
     """
-    rate = _check_rate(rate)
-    seed = _check_seed(seed)
+    rate = check_real("rate", rate, **_RATE_RANGE)
+    seed = check_int("seed", seed, 0, _SEED_HIGH)
     if num_classes is None:
         clean = _as_labels(targets, "targets")
         num_classes = _infer_num_classes(clean, class_map)
     else:
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_int("num_classes", num_classes, 2)
         clean = _as_labels(targets, "targets", num_classes)
     mapping = _check_class_map(class_map, num_classes)
 
-    generator = _generator(seed)
+    generator = seeded_generator(seed)
     noisy = clean.clone()
     for source in sorted(mapping):
         members = torch.nonzero(clean == source).flatten()
@@ -261,7 +238,7 @@ def transition_matrix(clean, noisy, num_classes: int) -> torch.Tensor:
         ValueError: on ``num_classes < 2``, labels out of range, non-1-D inputs
             or inputs of different lengths.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_int("num_classes", num_classes, 2)
     clean = _as_labels(clean, "clean", num_classes)
     noisy = _as_labels(noisy, "noisy", num_classes)
     if clean.numel() != noisy.numel():

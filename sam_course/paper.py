@@ -26,7 +26,6 @@ allows. Reading the tables needs pandas (``pip install sam_course[book]``).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -34,6 +33,8 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+
+from ._checks import check_choice, check_real
 
 __all__ = [
     "RUNS_PER_CELL",
@@ -164,9 +165,7 @@ TABLES: Mapping[str, TableInfo] = MappingProxyType({
 
 
 def _info(name) -> TableInfo:
-    if not isinstance(name, str) or name not in TABLES:
-        raise ValueError(f"name must be one of {sorted(TABLES)}, got {name!r}")
-    return TABLES[name]
+    return TABLES[check_choice("name", name, sorted(TABLES))]
 
 
 def _read(info: TableInfo) -> pd.DataFrame:
@@ -367,8 +366,7 @@ def equal_compute(name: str = "imagenet", cost_ratio: float = 2.0) -> pd.DataFra
     info = _info(name)
     if info.sam is None or "epochs" not in info.keys:
         raise ValueError(f"table {name!r} has no SAM comparison over epochs; use 'imagenet'")
-    if isinstance(cost_ratio, bool) or not isinstance(cost_ratio, numbers.Real) or not cost_ratio > 0:
-        raise ValueError(f"cost_ratio must be a positive number, got {cost_ratio!r}")
+    check_real("cost_ratio", cost_ratio, 0.0, low_open=True)
     table = load_table(name).dropna(subset=["epochs"])
     keys = [k for k in info.keys if k != "epochs"]
     better = max if info.higher_is_better else min

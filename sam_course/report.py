@@ -1,23 +1,50 @@
-"""Small helpers for the chapters' notebooks: what every chapter would otherwise copy.
+"""Book support: one idiom for handing numbers, words and figures to the prose, and one verdict rule.
 
-``glue_number`` hands a number to ``myst_nb.glue`` as a plain Python ``int`` or ``float``. The
-prose formats glued numbers with ``{glue:text}`name:.3f```, which cannot format NumPy or torch
-scalars (NumPy 2 writes them as ``np.float64(...)``), and the strict book build turns that warning
-into an error.
+Every chapter glues what its prose quotes through these functions, never through ``myst_nb.glue``
+directly, so a number shows the same way on every page:
+
+* :func:`glue_number` for ``{glue:text}`name:.3f``` (any Python, NumPy or 0-d torch number);
+* :func:`glue_text` for plain words (``{glue:text}``), :func:`glue_markdown` for words with
+  Markdown (``{glue:md}``);
+* :func:`glue_figure` for ``{glue:figure}`` (the figure is closed, so it shows only where glued).
+
+A verdict that compares two measurements is never typed by hand: :func:`compare` says whether a
+difference stands clear of its spread (more than ``factor`` times it, two by default, as chapters
+8 and 12 judge their seeds), and :func:`verdict` turns that into the chapter's words;
+:func:`count_verdict` says in how many of ``n`` cases a claim holds, :func:`trend` how a sequence
+moves. A test checks that no chapter defines its own.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Mapping, Sequence
 
-__all__ = ["as_plain_number", "glue_number"]
+from ._checks import check_int, check_real
+
+__all__ = [
+    "as_plain_number",
+    "glue_number",
+    "glue_numbers",
+    "glue_text",
+    "glue_markdown",
+    "glue_figure",
+    "COMPARISONS",
+    "compare",
+    "verdict",
+    "paired_difference",
+    "count_verdict",
+    "trend",
+]
 
 
 def as_plain_number(value) -> int | float:
     """``value`` (a Python, NumPy or 0-d torch number) as a plain ``int`` or ``float``.
 
     Booleans and integers become ``int``; everything else that converts with ``float()`` becomes
-    ``float``.
+    ``float``. The prose formats glued numbers with ``{glue:text}`name:.3f```, which cannot format
+    NumPy or torch scalars (NumPy 2 writes them as ``np.float64(...)``).
 
     Raises:
         TypeError: when ``value`` is not a single number (a string, a list, a tensor of several
@@ -35,12 +62,126 @@ def as_plain_number(value) -> int | float:
     raise TypeError(f"value must be a single number, got {value!r}")
 
 
-def glue_number(name: str, value) -> None:
-    """``myst_nb.glue(name, value)`` for a number, without displaying it.
-
-    The value is converted by :func:`as_plain_number`, so ``{glue:text}`name:.2f``` works in the
-    prose whatever kind of number the cell computed.
-    """
+def _glue(name: str, value) -> None:
     from myst_nb import glue
 
-    glue(name, as_plain_number(value), display=False)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    glue(name, value, display=False)
+
+
+def glue_number(name: str, value) -> None:
+    """Glue a number under ``name``, without displaying it (``{glue:text}`name:.2f``` in the prose)."""
+    _glue(name, as_plain_number(value))
+
+
+def glue_numbers(values: Mapping[str, object]) -> None:
+    """:func:`glue_number` for every ``name: value`` of ``values``."""
+    for name, value in values.items():
+        glue_number(name, value)
+
+
+def glue_text(name: str, text: str) -> None:
+    """Glue plain words under ``name`` (``{glue:text}`name``` in the prose)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    _glue(name, text)
+
+
+def glue_markdown(name: str, text: str) -> None:
+    """Glue words that hold Markdown (``**bold**``, links) under ``name`` (``{glue:md}`name```)."""
+    from IPython.display import Markdown
+
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    _glue(name, Markdown(text))
+
+
+def glue_figure(name: str, fig) -> None:
+    """Glue a matplotlib figure under ``name`` (a ``{glue:figure}`` block) and close it.
+
+    Closing keeps the figure from showing a second time under the cell that drew it.
+    """
+    import matplotlib.pyplot as plt
+
+    _glue(name, fig)
+    plt.close(fig)
+
+
+#: The outcomes of :func:`compare`.
+COMPARISONS = ("ahead", "behind", "within", "unmeasured")
+
+
+def compare(difference: float, spread: float, factor: float = 2.0) -> str:
+    """Whether ``difference`` stands clear of ``spread``: the course's one verdict rule.
+
+    Returns ``"ahead"`` when ``difference > factor * spread``, ``"behind"`` when
+    ``difference < -factor * spread``, ``"within"`` otherwise, and ``"unmeasured"`` when the
+    spread is not a finite number (one seed has none). ``spread`` is in the units of
+    ``difference``: a seed-to-seed standard deviation, a standard error, or a tolerance.
+    """
+    factor = check_real("factor", factor, 0, low_open=True)
+    if not isinstance(spread, numbers.Real) or not math.isfinite(float(spread)):
+        return "unmeasured"
+    spread = check_real("spread", spread, 0)
+    difference = check_real("difference", difference)
+    if difference > factor * spread:
+        return "ahead"
+    if difference < -factor * spread:
+        return "behind"
+    return "within"
+
+
+def verdict(difference: float, spread: float, words: Mapping[str, str], factor: float = 2.0) -> str:
+    """The chapter's words for :func:`compare`'s outcome.
+
+    Args:
+        words: one template per outcome of :data:`COMPARISONS`; each may use ``{difference}``,
+            ``{spread}`` and ``{factor}`` (``"{difference:+.3f}, more than twice {spread:.3f}"``).
+    """
+    missing = [kind for kind in COMPARISONS if kind not in words]
+    if missing:
+        raise ValueError(f"words must give a template for each of {COMPARISONS}, missing {missing}")
+    kind = compare(difference, spread, factor)
+    return words[kind].format(difference=as_plain_number(difference), spread=as_plain_number(spread),
+                              factor=as_plain_number(factor))
+
+
+def paired_difference(differences: Sequence[float]) -> tuple[float, float]:
+    """Mean of paired differences (one per seed) and its standard error ``std / sqrt(n)``.
+
+    The standard error is NaN with fewer than two differences (nothing to measure it by).
+    """
+    values = [check_real(f"differences[{i}]", d) for i, d in enumerate(differences)]
+    if not values:
+        raise ValueError("differences must hold at least one number, got none")
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(variance / n)
+
+
+def count_verdict(k: int, n: int, unit: str = "seeds") -> str:
+    """``"holds in every one of the n <unit>"``, ``"holds in none of them"`` or ``"holds in k of n <unit>"``."""
+    n = check_int("n", n, 1)
+    k = check_int("k", k, 0, n)
+    if k == n:
+        return f"holds in every one of the {n} {unit}"
+    if k == 0:
+        return "holds in none of them"
+    return f"holds in {k} of {n} {unit}"
+
+
+def trend(values: Sequence[float]) -> str:
+    """``"rises steadily"``, ``"falls steadily"`` or ``"goes up and down"`` for a sequence of numbers."""
+    values = [check_real(f"values[{i}]", v) for i, v in enumerate(values)]
+    if len(values) < 2:
+        raise ValueError(f"values must hold at least two numbers, got {len(values)}")
+    steps = [b - a for a, b in zip(values[:-1], values[1:])]
+    if all(s > 0 for s in steps):
+        return "rises steadily"
+    if all(s < 0 for s in steps):
+        return "falls steadily"
+    return "goes up and down"

@@ -9,7 +9,8 @@ the median of its rounds, which ignores the occasional slow outlier. Ratios are 
 named baseline, both as the ratio of medians and as quartiles of the per-round (paired) ratios.
 On a busy machine, wall-clock time also counts the moments another process holds the processor;
 :func:`compare_step_times_one_thread` runs PyTorch on one thread and reads that thread's CPU time
-instead (chapters 5, 12, 14 and 15 do this).
+instead (chapters 5, 12, 14 and 15 do this). :func:`sam_cost_callables` builds the five steps
+chapter 5 times to take a SAM step's cost apart (two passes versus SAM's own bookkeeping).
 
 Example::
 
@@ -34,17 +35,22 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+from ._checks import check_choice, check_int
 from ._params import LossFn
+from .optim.sam import SAM
 
 if TYPE_CHECKING:  # pandas is imported only when a table is asked for
     import pandas as pd
 
-__all__ = ["StepTimes", "compare_step_times", "compare_step_times_one_thread", "train_step"]
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+__all__ = [
+    "StepTimes",
+    "compare_step_times",
+    "compare_step_times_one_thread",
+    "train_step",
+    "SAM_COST_LABELS",
+    "sam_cost_callables",
+]
 
 
 def _quantile(values: list[float], fraction: float) -> float:
@@ -91,8 +97,7 @@ class StepTimes:
 
     def paired_ratios(self, name: str) -> list[float]:
         """Per-round ratios ``samples[name][k] / samples[baseline][k]`` (same-round pairs)."""
-        if name not in self.samples:
-            raise ValueError(f"name must be one of {list(self.samples)}, got {name!r}")
+        check_choice("name", name, self.samples)
         return [t / b for t, b in zip(self.samples[name], self.samples[self.baseline])]
 
     def table(self) -> pd.DataFrame:
@@ -161,13 +166,12 @@ def compare_step_times(
             raise ValueError(f"step names must be strings, got {name!r}")
         if not callable(step):
             raise ValueError(f"steps[{name!r}] must be callable, got {step!r}")
-    _check_int("rounds", rounds, 1)
-    _check_int("warmup", warmup, 0)
-    _check_int("seed", seed, 0)
+    rounds = check_int("rounds", rounds, 1)
+    warmup = check_int("warmup", warmup, 0)
+    seed = check_int("seed", seed, 0)
     if baseline is None:
         baseline = next(iter(steps))
-    if baseline not in steps:
-        raise ValueError(f"baseline must be one of {list(steps)}, got {baseline!r}")
+    check_choice("baseline", baseline, steps)
     if not callable(clock):
         raise ValueError(f"clock must be callable, got {clock!r}")
     if sync is not None and not callable(sync):
@@ -222,7 +226,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Loss
                inputs: Tensor, targets: Tensor) -> Callable[[], float]:
     """A callable doing one training step of ``model`` on the fixed batch ``(inputs, targets)``.
 
-    With an optimizer that has ``first_step`` and ``second_step`` (:class:`sam_course.SAM`, or a
+    With an optimizer that has ``first_step`` and ``second_step`` (:class:`~sam_course.optim.sam.SAM`, or a
     peer implementation with the same two-step API) the step is SAM's: backward at ``w``,
     ``first_step``, backward at ``w + eps_hat``, ``second_step``. Otherwise it is the usual
     ``zero_grad``, backward, ``step``. The callable returns the loss at ``w`` as a float. Made for
@@ -255,3 +259,107 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Loss
             return loss.item()
 
     return step
+
+
+# ----------------------------------------------------------------------------- SAM's cost, taken apart
+
+#: The labels of :func:`sam_cost_callables`, in its order (the rows of chapter 5's cost table).
+SAM_COST_LABELS = (
+    "SGD",
+    "two passes + SGD update",
+    "SAM-SGD",
+    "SGD update alone",
+    "SAM first_step + second_step alone",
+)
+
+
+def _seeded_model_and_optimizer(make_model: Callable[[], nn.Module], seed: int, sam: bool, lr: float,
+                                momentum: float, rho: float) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A fresh ``make_model()`` built right after ``torch.manual_seed(seed)``, with its optimizer:
+    ``SAM`` over SGD with momentum when ``sam``, else SGD with momentum."""
+    torch.manual_seed(seed)
+    model = make_model()
+    if sam:
+        return model, SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=lr, momentum=momentum)
+    return model, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+
+
+def _two_passes_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+                     inputs: Tensor, targets: Tensor) -> Callable[[], None]:
+    """A callable doing SAM's work without SAM's bookkeeping: two forward-backward passes at the
+    same weights (the first one's gradient discarded), then one SGD update."""
+
+    def step() -> None:
+        for _ in range(2):
+            optimizer.zero_grad()
+            loss_fn(model(inputs), targets).backward()
+        optimizer.step()
+
+    return step
+
+
+def sam_cost_callables(make_model: Callable[[], nn.Module], inputs: Tensor, targets: Tensor, loss_fn: LossFn, *,
+                       seed: int, lr: float = 0.01, momentum: float = 0.9,
+                       rho: float = 0.05) -> dict[str, Callable[[], object]]:
+    """The timed callables that take a SAM-SGD step's cost apart, for :func:`compare_step_times`. Chapter 5.
+
+    A SAM step costs two forward-backward passes plus SAM's own work (the norm of the gradient,
+    the perturbation and its undoing). Timing these five callables against each other on the
+    same fixed batch ``(inputs, targets)`` separates the two (keys in :data:`SAM_COST_LABELS`
+    order):
+
+    * ``"SGD"``: one SGD-with-momentum training step (:func:`train_step`), the baseline;
+    * ``"two passes + SGD update"``: two forward-backward passes and one SGD update, SAM's cost
+      without its bookkeeping (the floor a SAM step cannot go below);
+    * ``"SAM-SGD"``: one :class:`~sam_course.optim.sam.SAM` step over SGD with momentum
+      (:func:`train_step`: backward, ``first_step``, backward, ``second_step``);
+    * ``"SGD update alone"``: ``optimizer.step()`` on a gradient computed once, beforehand;
+    * ``"SAM first_step + second_step alone"``: ``first_step()`` then ``second_step()`` on a
+      gradient computed once, beforehand: SAM's bookkeeping without any pass.
+
+    Each callable owns its model and optimizer, so the callables do not interact. Every model is
+    built by ``make_model()`` right after ``torch.manual_seed(seed)``, so all five start from the
+    same weights; this re-seeds PyTorch's global generator (as a chapter's cell would). The two
+    "alone" callables keep applying their fixed gradient: each call moves their model again.
+
+    Args:
+        make_model: builds a fresh model; called five times.
+        inputs, targets: the batch every call uses, ``(B, ...)`` and ``(B,)``.
+        loss_fn: ``loss_fn(model(inputs), targets)`` returns the mean loss of the batch.
+        seed: the seed set before each model is built, an int >= 0.
+        lr, momentum: SGD's learning rate and momentum (every optimizer here).
+        rho: SAM's radius, in parameter units.
+
+    Returns:
+        ``{label: callable}`` with the labels of :data:`SAM_COST_LABELS`, in that order; each
+        callable takes no argument (its return value means nothing).
+
+    Raises:
+        ValueError: when ``make_model`` is not callable, ``seed`` is not an int >= 0, or
+            ``inputs`` and ``targets`` have different batch sizes; SAM and SGD refuse a bad
+            ``rho``, ``lr`` or ``momentum``.
+    """
+    if not callable(make_model):
+        raise ValueError(f"make_model must be callable (it builds a fresh model), got {make_model!r}")
+    seed = check_int("seed", seed, 0)
+    if inputs.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"inputs and targets must have the same batch size, got {inputs.shape[0]} and {targets.shape[0]}"
+        )
+
+    def build(sam: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
+        return _seeded_model_and_optimizer(make_model, seed, sam, lr, momentum, rho)
+
+    # The build order is the chapter's: it fixes the global generator's state afterwards.
+    two_passes = _two_passes_step(*build(sam=False), loss_fn, inputs, targets)
+    update_model, update_opt = build(sam=False)
+    loss_fn(update_model(inputs), targets).backward()
+    sam_update_model, sam_update_opt = build(sam=True)
+    loss_fn(sam_update_model(inputs), targets).backward()
+    return {
+        "SGD": train_step(*build(sam=False), loss_fn, inputs, targets),
+        "two passes + SGD update": two_passes,
+        "SAM-SGD": train_step(*build(sam=True), loss_fn, inputs, targets),
+        "SGD update alone": update_opt.step,
+        "SAM first_step + second_step alone": lambda: (sam_update_opt.first_step(), sam_update_opt.second_step()),
+    }

@@ -10,7 +10,6 @@ from torch.distributions import Independent, MultivariateNormal, Normal, kl_dive
 
 from sam_course.theory import bound
 
-
 # ----------------------------------------------------------------------------- KL of the Gaussians
 
 

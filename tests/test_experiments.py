@@ -79,6 +79,18 @@ def test_unknown_optimizer_is_rejected(bad):
         experiments.cifar_cnn(bad)
 
 
+def test_base_hyperparameters_are_keyed_by_the_registry_and_set_the_config():
+    """The registry is the only BASE_OPTIMIZERS; experiments only says which hyper-parameters each gets."""
+    from sam_course.base_optimizers import BASE_OPTIMIZERS
+
+    assert not hasattr(experiments, "BASE_OPTIMIZERS")
+    assert set(experiments.BASE_HYPERPARAMETERS) == {"adam", "sgd"} <= set(BASE_OPTIMIZERS)
+    for name, kwargs in experiments.BASE_HYPERPARAMETERS.items():
+        for build in (experiments.mnist_mlp, experiments.cifar_cnn):
+            cfg = build(name)
+            assert cfg.optimizer == name and {k: getattr(cfg, k) for k in kwargs} == dict(kwargs)
+
+
 def test_bad_rho_is_rejected_by_runconfig():
     with pytest.raises(ValueError, match="sam_rho"):
         experiments.mnist_mlp(sam_rho=-0.1)
@@ -127,7 +139,7 @@ def test_landscape_sample_is_the_training_data_with_noisy_labels(small_mnist, pr
 @pytest.mark.parametrize("n", [0, 181, 2.0, True])
 def test_landscape_sample_rejects_bad_sizes(small_mnist, n):
     cfg = experiments.mnist_mlp().replace(n_train=200, n_test=50)  # 180 training images after val
-    with pytest.raises(ValueError, match="n must be an int in"):
+    with pytest.raises(ValueError, match=r"n must be an int in \[1, 180\], got"):
         experiments.landscape_sample(cfg, n)
 
 

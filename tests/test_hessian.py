@@ -427,3 +427,40 @@ def test_top_spectrum_bad_arguments_raise_value_errors_naming_them():
         H.top_spectrum([model], CE, data, k=1)
     with pytest.raises(ValueError, match="k"):
         H.top_spectrum([model], CE, data, k=33)
+
+
+# ----------------------------------------------------------------------------- module layout
+
+
+def test_hessian_reexports_the_spectrum_estimators_the_chapters_call():
+    from sam_course.curvature import operator, spectrum
+
+    for name in spectrum.__all__:
+        assert getattr(H, name) is getattr(spectrum, name), name
+    assert set(H.__all__) == {"gradient", "hvp", "dense_hessian"}  # each name documented once
+    assert spectrum.HessianOperator is operator.HessianOperator
+
+
+def test_spectrum_and_operator_do_not_import_hessian():
+    """hessian imports spectrum and operator; the reverse would be a cycle."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(H.__file__).parent
+    for name, forbidden in (("operator", {"hessian", "spectrum"}), ("spectrum", {"hessian"})):
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert not imported & forbidden, f"{name}.py imports {imported & forbidden}"
+
+
+def test_operator_counts_its_products_and_matches_hvp():
+    from sam_course.curvature.operator import HessianOperator
+
+    model, data = tiny_mlp(), classification_batch()
+    op = HessianOperator(model, CE, data)
+    v = torch.randn(op.dim, dtype=torch.float64)
+    assert op.num_hvps == 0 and op.dim == 33 and op.total == 40
+    torch.testing.assert_close(op.matvec(v), H.hvp(model, CE, data, v), rtol=0, atol=0)
+    loss, grad = op.gradient()
+    assert op.num_hvps == 1 and loss == pytest.approx(float(CE(model(data[0]), data[1]).detach()), rel=1e-12)
+    torch.testing.assert_close(grad, H.gradient(model, CE, data), rtol=0, atol=0)

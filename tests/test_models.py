@@ -131,3 +131,17 @@ def test_count_parameters_trainable_only():
     model.net[1].requires_grad_(False)
     assert count_parameters(model) == 3 * 2 + 2
     assert count_parameters(model, trainable_only=False) == 4 * 3 + 3 + 3 * 2 + 2
+
+
+def test_seeded_builds_the_same_initial_weights_as_a_manual_seed():
+    from sam_course.models import seeded
+
+    torch.manual_seed(3)
+    oracle = MLP(hidden=(8,))
+    first, second = seeded(MLP, 3, hidden=(8,)), seeded(MLP, 3, hidden=(8,))
+    for a, b, c in zip(oracle.parameters(), first.parameters(), second.parameters()):
+        assert torch.equal(a, b) and torch.equal(b, c)
+    other = seeded(MLP, 4, hidden=(8,))
+    assert not torch.equal(next(other.parameters()), next(first.parameters()))
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        seeded(MLP, -1)

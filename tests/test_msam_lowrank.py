@@ -6,9 +6,9 @@ from torch import nn
 from torch.func import functional_call
 
 from sam_course.models import MLP, SmallCNN
-from sam_course.optim.msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
-from sam_course.optim.msam import msam_gradient, msam_step
 from sam_course.optim import SAM, epsilon_hat
+from sam_course.optim.msam import msam_gradient, msam_step
+from sam_course.optim.msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
 
 LOSS = nn.CrossEntropyLoss()
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from sam_course.optim.msam import m_sharpness, msam_gradient, msam_step
 from sam_course.optim import SAM, epsilon_hat
+from sam_course.optim.msam import m_sharpness, msam_gradient, msam_step
 
 
 def make_model(seed=0):

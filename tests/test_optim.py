@@ -367,7 +367,7 @@ def test_step_with_closure_equals_the_two_step_api():
     opt = SAM(b.parameters(), torch.optim.SGD, lr=0.1, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     for x, y in data:
-        def closure():
+        def closure(x=x, y=y):  # bound now: a closure called later must not see the next batch
             loss = loss_fn(b(x), y)
             loss.backward()
             return loss
@@ -456,3 +456,52 @@ def test_restore_returns_to_w_exactly_without_a_step():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert not opt.base_optimizer.state            # no momentum buffer: the base optimizer never stepped
     opt.restore()                                  # a second call does nothing
+
+
+# ----------------------------------------------------------------------------- the optimizer layer
+
+
+def _package_imports(path):
+    """The ``sam_course`` modules a file imports, at any depth (function-level imports included)."""
+    import ast
+
+    package = path.parent.relative_to(path.parents[2]).as_posix().replace("/", ".")  # "sam_course.optim"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "sam_course"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            if name.split(".")[0] == "sam_course":
+                found.add(name)
+    return found
+
+
+def test_optim_imports_only_itself_checks_and_params():
+    """The optimizer family is the layer a user copies into their own code (ARCHITECTURE.md)."""
+    from pathlib import Path
+
+    import sam_course.optim
+
+    allowed = ("sam_course.optim", "sam_course._checks", "sam_course._params")
+    folder = Path(sam_course.optim.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for name in _package_imports(path):
+            assert name == "sam_course.optim" or name.startswith(allowed), f"{path.name} imports {name}"
+
+
+def test_importing_optim_loads_no_other_part_of_the_package():
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import sys, sam_course.optim; "
+            "print(sorted(m for m in sys.modules if m.startswith('sam_course')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = ast.literal_eval(out)
+    assert all(m in ("sam_course", "sam_course._checks", "sam_course._params") or m.startswith("sam_course.optim")
+               for m in loaded), loaded

@@ -12,10 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -84,7 +84,7 @@ def test_requirements_pin_the_agreed_versions():
     assert pins["torch"] == Version("2.14.1")
     assert pins["torchvision"] == Version("0.29.1")
     assert pins["jupyter-book"] == Version("1.0.4.post1"), "Jupyter Book 1 (jupyter-book 2.x is another tool)"
-    for needed in ["nbval", "pytest", "pytest-xdist", "playwright", "sphinx-exercise", "pyyaml", "ipykernel"]:
+    for needed in ["nbval", "pytest", "pytest-xdist", "playwright", "sphinx-exercise", "pyyaml", "ipykernel", "ruff"]:
         assert needed in pins, f"requirements.txt: {needed} is missing"
 
 
@@ -452,3 +452,26 @@ def test_dedup_scripts_keeps_the_first_of_identical_scripts():
     ext.dedup_scripts(None, "page", "page.html", context, None)
     assert [(s.filename, s.attributes) for s in context["script_files"]] == [
         ("_static/a.js", {}), (None, {"body": "const X = 1"}), (None, {"body": "y"})]
+
+
+def test_ruff_and_pre_commit_share_one_version():
+    """make lint runs the pinned ruff; .pre-commit-config.yaml names the same release."""
+    pins = requirement_pins()
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    revs = {repo["repo"]: repo.get("rev") for repo in config["repos"]}
+    assert revs["https://github.com/astral-sh/ruff-pre-commit"] == f"v{pins['ruff']}"
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    assert hooks["strip-outputs"]["entry"] == "python tools/strip_outputs.py --check"
+    assert "ruff check ." in (ROOT / "Makefile").read_text()
+
+
+def test_strip_check_fails_on_outputs_and_changes_nothing(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "execution_count": 3, "metadata": {}, "outputs": [{"output_type": "stream",
+          "name": "stdout", "text": "1"}], "source": "print(1)"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "dirty.ipynb"
+    path.write_text(json.dumps(nb))
+    before = path.read_text()
+    assert strip_tool.main(["--check", str(path)]) == 1
+    assert path.read_text() == before
+    assert strip_tool.main([str(path)]) == 0
+    assert strip_tool.main(["--check", str(path)]) == 0

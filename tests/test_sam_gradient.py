@@ -341,3 +341,40 @@ def test_step_and_loop_refuse_a_sam_optimizer_and_bad_loop_arguments():
         epochs = arguments.pop("epochs")
         with pytest.raises(ValueError, match=match):
             fit_sam_gradient(model, sgd, data, epochs, **arguments)
+
+
+def test_fit_sam_gradient_is_train_fit_with_the_sam_gradient_step():
+    """Bit for bit the loop of train.fit with sam_gradient_step plugged in, minus lr and eval_seconds."""
+    data, test = small_dataset(), small_dataset(n=20, seed=9)
+    a, b = tiny_mlp(7), tiny_mlp(7)
+    history = fit_sam_gradient(a, torch.optim.SGD(a.parameters(), lr=0.2, momentum=0.9), data, 2, batch_size=16,
+                               rho=0.2, second_order=True, eval_sets={"test": test}, seed=3)
+
+    def step(model, optimizer, loss_fn, x, y):
+        # float64: the float sam_gradient_step returns holds the double loss of this double model.
+        return torch.tensor(sam_gradient_step(model, optimizer, loss_fn, x, y, 0.2, True), dtype=torch.float64)
+
+    reference = train.fit(b, torch.optim.SGD(b.parameters(), lr=0.2, momentum=0.9), data, 2, batch_size=16,
+                          eval_sets={"test": test}, seed=3, step=step, progress=False).history
+    torch.testing.assert_close(flat_params(a), flat_params(b), rtol=0, atol=0)
+    assert list(history.columns) == ["epoch", "steps", "train_loss", "train_acc", "test_loss", "test_acc",
+                                     "batch_loss", "seconds"]
+    for column in history.columns.drop("seconds"):
+        assert history[column].equals(reference[column]), column
+
+
+def test_fit_sam_gradient_trains_a_batchnorm_model_in_eval_mode_and_leaves_it_there():
+    """The SAM gradient needs BatchNorm on running statistics; fit must not switch to train mode."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 4)).double().eval()
+    reference = copy.deepcopy(model)
+    data = small_dataset()
+    fit_sam_gradient(model, torch.optim.SGD(model.parameters(), lr=0.2), data, 1, batch_size=16, rho=0.1, seed=2)
+    assert not model.training
+    opt = torch.optim.SGD(reference.parameters(), lr=0.2)
+    x, y = data.tensors
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(train.derive_seed(2, "order")))
+    for index in order.split(16):
+        sam_gradient_step(reference, opt, CE, x[index], y[index], 0.1)
+    torch.testing.assert_close(flat_params(model), flat_params(reference), rtol=0, atol=0)
+    assert torch.equal(model[1].running_mean, torch.zeros(6, dtype=torch.float64))  # never updated

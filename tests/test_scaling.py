@@ -4,7 +4,6 @@ Oracles: plain SAM on the whole batch (accumulation, synchronized DDP), m-SAM wi
 per-worker batch (per-worker DDP), and the weights before the step (skipped AMP steps).
 """
 
-import copy
 import os
 
 import pytest
@@ -14,8 +13,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from sam_course import SAM
-from sam_course.optim.msam import msam_step
 from sam_course.optim.distributed import SAMStep, first_pass_context
+from sam_course.optim.msam import msam_step
 
 LOSS = nn.CrossEntropyLoss()
 GLOBAL_BATCH = 16
@@ -41,7 +40,7 @@ def plain_sam(batches, dtype=torch.float64):
     model = make_model(dtype)
     opt = make_sam(model)
     for x, y in batches:
-        opt.step(lambda: LOSS(model(x), y).backward())
+        opt.step(lambda x=x, y=y: LOSS(model(x), y).backward())  # the batch bound now, not at call time
     return model
 
 
@@ -98,8 +97,8 @@ def test_accumulation_that_does_not_divide_the_batch_is_an_error():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"accumulation_steps": 0}, "accumulation_steps must be an integer >= 1"),
-    ({"accumulation_steps": 2.0}, "accumulation_steps must be an integer >= 1"),
+    ({"accumulation_steps": 0}, "accumulation_steps must be an int >= 1"),
+    ({"accumulation_steps": 2.0}, "accumulation_steps must be an int >= 1"),
     ({"sync_perturbation": "yes"}, "sync_perturbation must be True or False"),
     ({"scaler": object()}, "scaler must be a torch.amp.GradScaler"),
     ({"autocast_dtype": "bf16"}, "autocast_dtype must be a torch.dtype"),

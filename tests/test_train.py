@@ -1,7 +1,9 @@
-"""sam_course.train against oracles: hand counts of accuracy and memorization, a hand-written SAM
-loop, an uninterrupted run (for resume), argmax of the validation curve, and the cache's key."""
+"""sam_course.train.fit against oracles: hand counts of accuracy and memorization, a hand-written SAM
+loop, hand-written steps, an uninterrupted run (for resume) and argmax of the validation curve.
 
-import dataclasses
+run(), its cache and RunConfig are tested in test_train_run.py, the frozen cache keys in
+test_train_cache_keys.py, SAM every k steps in test_sam_every_k.py."""
+
 import math
 
 import pandas as pd
@@ -12,9 +14,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from sam_course import data, train
-from sam_course.optim.msam import msam_step
 from sam_course.noise import NoisyLabels
 from sam_course.optim import SAM, frozen_batchnorm_stats
+from sam_course.optim.msam import msam_step
 
 TIMING_COLUMNS = ["seconds", "eval_seconds"]
 
@@ -107,7 +109,8 @@ def test_accuracies_loss_and_memorization_equal_a_hand_count(small):
     assert last["train_acc"] == hits / n
     assert last["train_clean_acc"] == clean_hits / n
     assert last["train_memorized"] == memorized / corrupted
-    assert last["test_acc"] == sum(int(p == y) for p, y in zip(test_predictions.tolist(), small.test.targets.tolist())) / 100
+    test_hits = sum(int(p == y) for p, y in zip(test_predictions.tolist(), small.test.targets.tolist()))
+    assert last["test_acc"] == test_hits / 100
     assert last["train_loss"] == pytest.approx(F.cross_entropy(logits, noisy.targets).item(), rel=1e-5)
 
 
@@ -170,31 +173,6 @@ def test_fit_with_sam_equals_a_hand_written_two_step_loop(small):
     assert int(fitted_model[1].num_batches_tracked) == 3  # the second passes were not counted
 
 
-def test_sam_every_k_steps_alternates_sam_and_base_steps(small):
-    x_all, y_all = small.train.data[:96], small.train.targets[:96]
-    subset = data.TensorImageDataset(x_all, y_all, small.train.classes)
-    a, b = mlp(), mlp()
-    opt_a = SAM(a.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)
-    h = train.fit(a, opt_a, subset, 2, batch_size=32, sam_every=2, progress=False).history
-    opt_b = SAM(b.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)
-    order = torch.Generator().manual_seed(train.derive_seed(0, "order"))
-    step = 0
-    for _ in range(2):
-        for index in torch.randperm(96, generator=order).split(32):
-            x, y = x_all[index], y_all[index]
-            F.cross_entropy(b(x), y).backward()
-            if step % 2 == 0:  # steps 0, 2, 4 are SAM steps, across the epoch boundary
-                opt_b.first_step(zero_grad=True)
-                F.cross_entropy(b(x), y).backward()
-                opt_b.second_step(zero_grad=True)
-            else:
-                opt_b.base_optimizer.step()
-                opt_b.zero_grad()
-            step += 1
-    assert list(h["steps"]) == [0, 3, 6]
-    assert_states_equal(state(a), state(b))
-
-
 def test_fit_with_msam_equals_a_loop_of_msam_steps(small):
     x_all, y_all = small.train.data[:100], small.train.targets[:100]
     subset = data.TensorImageDataset(x_all, y_all, small.train.classes)
@@ -206,6 +184,74 @@ def test_fit_with_msam_equals_a_loop_of_msam_steps(small):
         keep = len(index) - len(index) % 8  # the last batch of 20 is cut to 16
         msam_step(opt_b, b, nn.CrossEntropyLoss(), x_all[index[:keep]], y_all[index[:keep]], 8)
     assert_states_equal(state(a), state(b))
+
+
+# --------------------------------------------------------------------------- pluggable steps
+
+
+def test_a_custom_step_is_called_once_per_batch_and_its_losses_make_batch_loss(small):
+    """A hand-written SGD step through fit equals the same step in a hand loop; batch_loss is the
+    example-weighted mean of the returned losses (100 images: batches of 32, 32, 32 and 4)."""
+    x_all, y_all = small.train.data[:100], small.train.targets[:100]
+    subset = data.TensorImageDataset(x_all, y_all, small.train.classes)
+    calls = []
+
+    def sgd_step(model, optimizer, loss_fn, x, y):
+        calls.append(len(y))
+        loss = loss_fn(model(x), y)
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        with torch.no_grad():
+            for p, g in zip(model.parameters(), grads):
+                p -= 0.1 * g
+        return loss
+
+    a, b = mlp(), mlp()
+    unused = torch.optim.SGD(a.parameters(), lr=0.0)  # fit reads its lr; the step does the update
+    h = train.fit(a, unused, subset, 2, batch_size=32, seed=4, step=sgd_step, progress=False).history
+    hand_losses = []
+    order = torch.Generator().manual_seed(train.derive_seed(4, "order"))
+    for _ in range(2):
+        epoch = []
+        for index in torch.randperm(100, generator=order).split(32):
+            epoch.append((sgd_step(b, None, F.cross_entropy, x_all[index], y_all[index]).item(), len(index)))
+        hand_losses.append(sum(loss * n for loss, n in epoch) / 100)
+    assert calls == [32, 32, 32, 4] * 4  # fit's two epochs, then the hand loop's two
+    assert_states_equal(state(a), state(b))
+    assert list(h["steps"]) == [0, 4, 8]
+    assert h["batch_loss"][1:].tolist() == pytest.approx(hand_losses, rel=1e-6)
+
+
+def test_train_mode_false_keeps_the_mode_the_caller_set(small):
+    """With dropout in eval mode and train_mode=False, training is deterministic: it equals plain
+    SGD steps on the eval-mode network by hand; by default fit switches to train mode."""
+    x_all, y_all = small.train.data[:64], small.train.targets[:64]
+    subset = data.TensorImageDataset(x_all, y_all, small.train.classes)
+    modes = []
+
+    def recording_step(model, optimizer, loss_fn, x, y):
+        modes.append(model.training)
+        return train.optimizer_step(model, optimizer, loss_fn, x, y)
+
+    a, b = mlp(dropout=0.5).eval(), mlp(dropout=0.5).eval()
+    train.fit(a, torch.optim.SGD(a.parameters(), lr=0.1), subset, 1, batch_size=32, step=recording_step,
+              train_mode=False, progress=False)
+    assert modes == [False, False] and not a.training
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+    for index in hand_order(64, 32, seed=0):
+        opt_b.zero_grad()
+        F.cross_entropy(b(x_all[index]), y_all[index]).backward()
+        opt_b.step()
+    assert_states_equal(state(a), state(b))
+    modes.clear()
+    train.fit(a, torch.optim.SGD(a.parameters(), lr=0.1), subset, 1, batch_size=32, step=recording_step,
+              progress=False)
+    assert modes == [True, True]
+
+
+def test_msam_step_checks_its_chunk_size():
+    with pytest.raises(ValueError, match="m must be an int >= 1, got 0"):
+        train.MSAMStep(0)
+    assert train.MSAMStep(4).m == 4
 
 
 # --------------------------------------------------------------------------- resume
@@ -312,7 +358,10 @@ def test_patience_needs_the_monitored_column(small):
     (dict(batch_size=None), "batch_size"),
     (dict(batch_size=0), "batch_size"),
     (dict(batch_size=32, msam_m=8), "SAM"),
-    (dict(batch_size=32, sam_every=2), "SAM"),
+    (dict(batch_size=32, msam_m=8, step=train.optimizer_step), "step must be None with msam_m"),
+    (dict(batch_size=32, step="sgd"), "step must be a callable"),
+    (dict(batch_size=32, train_mode="no"), "train_mode"),
+    (dict(batch_size=32, patience=0), "patience"),
     (dict(batch_size=32, eval_sets={"train": None}), "eval_sets"),
     (dict(batch_size=32, resume=True), "checkpoint"),
     (dict(batch_size=32, monitor="val"), "monitor"),
@@ -333,166 +382,3 @@ def test_fit_accepts_a_seeded_dataloader_reproducibly(small):
                                    progress=False).history.drop(columns=TIMING_COLUMNS))
     pd.testing.assert_frame_equal(*histories)
     assert histories[0]["train_loss"].iloc[-1] < histories[0]["train_loss"].iloc[0]
-
-
-# --------------------------------------------------------------------------- run and its cache
-
-
-def tiny_config(**changes):
-    fields = dict(dataset="mnist", n_train=100, n_test=50, model="mlp", model_kwargs={"hidden": (16,)},
-                  optimizer="adam", lr=1e-3, epochs=1, batch_size=50, seed=0)
-    return train.RunConfig(**{**fields, **changes})
-
-
-def test_run_is_cached_and_a_second_call_does_not_train(fast_loader, monkeypatch):
-    cfg = tiny_config(sam_rho=0.05, noise_rate=0.5, val_fraction=0.2)
-    first = train.run(cfg, progress=False, verbose=False)
-    assert not first.from_cache and first.path.exists() and first.path.parent == fast_loader
-    assert [p.name for p in fast_loader.iterdir()] == [first.path.name]  # no checkpoint, no temp file
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("fit was called")
-
-    monkeypatch.setattr(train, "fit", no_training)
-    second = train.run(cfg, progress=False, verbose=False)
-    assert second.from_cache
-    pd.testing.assert_frame_equal(first.history, second.history)
-    assert_states_equal(first.state_dict, second.state_dict)
-    assert_states_equal(first.best_state_dict, second.best_state_dict)
-    assert (second.best_epoch, second.final_test_acc, second.best_test_acc) == (
-        first.best_epoch, first.final_test_acc, first.best_test_acc)
-    assert second.source == first.source and second.is_standin is False
-    # The rebuilt model reproduces the recorded test accuracy.
-    test = train.build_data(cfg, verbose=False).test
-    assert train.evaluate(second.model(), test)["acc"] == second.final_test_acc
-    with pytest.raises(AssertionError, match="fit was called"):
-        train.run(cfg, cache=False, progress=False, verbose=False)
-
-
-def test_run_records_the_best_epoch_and_its_test_accuracy(fast_loader):
-    result = train.run(tiny_config(epochs=3, val_fraction=0.2, noise_rate=0.5), progress=False, verbose=False)
-    h = result.history
-    assert result.best_epoch == int(h["val_acc"].idxmax())
-    assert result.best_test_acc == h["test_acc"][result.best_epoch]
-    assert result.final_test_acc == h["test_acc"].iloc[-1]
-    assert result.label == "Adam" and result.train_seconds > 0
-
-
-ALTERNATIVES = dict(
-    dataset="fashion_mnist", n_train=90, n_test=40, data_seed=1, val_fraction=0.1, model="cnn",
-    model_kwargs={"hidden": (8,)}, optimizer="adagrad", lr=2e-3, momentum=0.5, weight_decay=1e-4,
-    lr_schedule="cosine", sam_rho=0.1, sam_p=math.inf, sam_adaptive=True, msam_m=10, sam_every=2, sam_variant="looksam",
-    looksam_alpha=0.2, noise_rate=0.2, noise_kind="class_map", epochs=2, batch_size=10, patience=2, seed=1,
-)
-
-
-def test_every_config_field_changes_the_cache_key(monkeypatch, tmp_path):
-    monkeypatch.setenv(train.CACHE_ENV_VAR, str(tmp_path))
-    base = tiny_config(optimizer="sgd", lr=0.1, sam_rho=0.05, val_fraction=0.2)
-    assert set(ALTERNATIVES) == {f.name for f in dataclasses.fields(train.RunConfig)}
-    paths = {train.cache_path(base, "src")}
-    for name, value in ALTERNATIVES.items():
-        changes = {name: value, **({"model_kwargs": {}} if name == "model" else {})}
-        if name == "looksam_alpha":  # only LookSAM has an alpha; compared with sam_variant's own key below
-            changes["sam_variant"] = "looksam"
-        paths.add(train.cache_path(base.replace(**changes), "src"))
-    paths.add(train.cache_path(base, "STAND-IN src"))
-    # Equal values spelled differently are the same run.
-    assert train.cache_path(base.replace(lr=1e-1, sam_rho=5e-2, momentum=0), "src") == train.cache_path(base, "src")
-    assert train.cache_path(tiny_config(sam_rho=0), "src") == train.cache_path(tiny_config(sam_rho=None), "src")
-    monkeypatch.setattr(train, "CACHE_VERSION", train.CACHE_VERSION + 1)
-    paths.add(train.cache_path(base, "src"))
-    assert len(paths) == len(ALTERNATIVES) + 3
-    assert all(p.parent == tmp_path for p in paths)
-
-
-@pytest.mark.parametrize("field, value", [
-    ("dataset", "imagenet"), ("model", "vit"), ("optimizer", "rmsprop"), ("noise_kind", "pairflip"),
-    ("lr_schedule", "step"), ("lr", 0.0), ("lr", float("nan")), ("momentum", 1.0), ("weight_decay", -1.0),
-    ("sam_rho", -0.1), ("sam_p", 0.5), ("sam_adaptive", 1), ("noise_rate", 1.0), ("val_fraction", 1.0),
-    ("epochs", 0), ("batch_size", 2.5), ("n_train", 0), ("seed", -1), ("data_seed", True),
-    ("patience", 2), ("msam_m", 7), ("sam_every", 0), ("sam_every", 2), ("model_kwargs", {"depth": 8}),
-    ("sam_variant", "gsam"), ("sam_variant", "looksam"), ("looksam_alpha", 0.2), ("looksam_alpha", -1.0),
-])
-def test_bad_config_values_raise_naming_the_field(field, value):
-    # msam_m=7 fails with SAM on (7 does not divide 128); sam_every=2 and sam_variant='looksam'
-    # fail with SAM off.
-    with pytest.raises(ValueError, match=rf"RunConfig\.{field}"):
-        train.RunConfig(**{field: value, **({"sam_rho": 0.05} if field == "msam_m" else {})})
-
-
-def test_default_sam_variant_leaves_the_cache_key_of_older_runs_unchanged():
-    """The key of a run with sam_variant='sam' is the key computed before the LookSAM fields existed."""
-    import hashlib
-    import json
-
-    cfg = tiny_config(sam_rho=0.05, sam_every=2)
-    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("sam_variant", "looksam_alpha")}
-    text = json.dumps({"config": fields, "cache_version": train.CACHE_VERSION, "source": "src"}, sort_keys=True)
-    assert train.cache_path(cfg, "src").stem.endswith(hashlib.sha256(text.encode()).hexdigest()[:20])
-    look = cfg.replace(sam_variant="looksam")
-    assert train.cache_path(look, "src") != train.cache_path(cfg, "src")
-    assert train.cache_path(look.replace(looksam_alpha=0.2), "src") != train.cache_path(look, "src")
-
-
-def test_config_error_lists_the_allowed_values():
-    with pytest.raises(ValueError, match="'mnist', 'fashion_mnist', 'cifar10'"):
-        train.RunConfig(dataset="MNIST")
-
-
-def test_build_data_holds_out_a_clean_balanced_validation_split(fast_loader):
-    cfg = tiny_config(n_train=200, val_fraction=0.1, noise_rate=0.5)
-    parts = train.build_data(cfg, verbose=False)
-    assert isinstance(parts.train, NoisyLabels) and parts.train.rate == 0.5
-    assert torch.equal(torch.bincount(parts.val.targets, minlength=10), torch.full((10,), 2))
-    assert len(parts.train) + len(parts.val) == 200
-    # Validation images are not training images, and the split ignores the run's seed.
-    train_rows = {tuple(x.flatten()[::7].tolist()) for x in parts.train.dataset.data}
-    assert not any(tuple(x.flatten()[::7].tolist()) in train_rows for x in parts.val.data)
-    again = train.build_data(cfg.replace(seed=5), verbose=False)
-    assert torch.equal(again.val.data, parts.val.data)
-    assert not torch.equal(again.train.targets, parts.train.targets)  # the noise does follow the seed
-
-
-def test_build_model_is_seeded_and_leaves_the_global_generator_alone():
-    cfg = tiny_config()
-    outside = torch.get_rng_state()
-    a, b = (train.build_model(cfg, (1, 28, 28), 10) for _ in range(2))
-    c = train.build_model(cfg.replace(seed=1), (1, 28, 28), 10)
-    assert torch.equal(torch.get_rng_state(), outside)
-    assert_states_equal(state(a), state(b))
-    assert not torch.equal(a.net[1].weight, c.net[1].weight)
-
-
-def fake_result(seed, label_rho, test_acc):
-    cfg = tiny_config(seed=seed, sam_rho=label_rho)
-    history = pd.DataFrame({"epoch": [0, 1], "train_acc": [0.1, 0.9], "train_clean_acc": [0.1, 0.9],
-                            "train_memorized": [math.nan] * 2, "test_acc": [0.1, test_acc], "seconds": [0.0, 1.0]})
-    return train.RunResult(cfg, history, None, test_acc, None, False, "src", False, (1, 28, 28), 10, {}, None)
-
-
-def test_summarize_gives_mean_and_sample_std_per_configuration():
-    results = [fake_result(s, rho, acc) for s, (rho, acc) in
-               enumerate([(None, 0.5), (None, 0.7), (None, 0.9), (0.05, 0.8), (0.05, 0.6)])]
-    table = train.summarize(results).set_index("label")
-    assert table.loc["Adam", "final_test_acc_mean"] == pytest.approx(0.7)
-    assert table.loc["Adam", "final_test_acc_std"] == pytest.approx(0.2)
-    assert table.loc["SAM-Adam", "final_test_acc_std"] == pytest.approx(math.sqrt(0.02))
-    assert list(table["n"]) == [3, 2]
-    assert "sam_rho" in table.columns  # the field that varies is part of the grouping
-
-
-def test_msam_runs_get_a_new_key_and_other_runs_keep_theirs():
-    """m-SAM runs trained before the low-rank m-SAM gradient are not reused; plain runs are."""
-    import hashlib
-    import json
-
-    def old_key(cfg):
-        fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("sam_variant", "looksam_alpha")}
-        text = json.dumps({"config": fields, "cache_version": train.CACHE_VERSION, "source": "src"}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-    plain = tiny_config(sam_rho=0.05)
-    msam = plain.replace(msam_m=5)
-    assert train.cache_path(plain, "src").stem.endswith(old_key(plain))
-    assert not train.cache_path(msam, "src").stem.endswith(old_key(msam))

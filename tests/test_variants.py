@@ -1,6 +1,6 @@
 """sam_course.optim.variants against oracles: plain SAM (k = 1), SAM every k steps (alpha = 0), the closed
 form of a LookSAM step on a quadratic, an uninterrupted run (resume), a count of closure calls
-(passes), and the brute-force projection (orthogonal component)."""
+(passes), and the brute-force projection (orthogonal component). SAMEveryK itself: test_sam_every_k.py."""
 
 import math
 
@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from sam_course import data, train
 from sam_course.optim import SAM
-from sam_course.optim.variants import LookSAM, forward_backward_passes, orthogonal_component
+from sam_course.optim.variants import LookSAM, SAMEveryK, forward_backward_passes, orthogonal_component
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +97,11 @@ def test_looksam_with_k_1_is_sam_step_for_step(digits, base, kwargs, adaptive):
 def test_looksam_with_alpha_0_is_sam_every_k_steps_in_fit(digits):
     a, b = mlp(), mlp()
     look = LookSAM(a.parameters(), torch.optim.SGD, rho=0.1, k=2, alpha=0.0, lr=0.1, momentum=0.9)
-    sam = SAM(b.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)
+    every = SAMEveryK(b.parameters(), torch.optim.SGD, rho=0.1, k=2, lr=0.1, momentum=0.9)
     # 3 steps per epoch, 2 epochs: full steps 0, 2, 4 cross the epoch boundary.
     train.fit(a, look, digits, 2, batch_size=32, progress=False)
-    train.fit(b, sam, digits, 2, batch_size=32, sam_every=2, progress=False)
-    assert look.steps_taken == 6
+    train.fit(b, every, digits, 2, batch_size=32, progress=False)
+    assert look.steps_taken == every.steps_taken == 6
     assert_same(a, b)
 
 
@@ -203,12 +203,10 @@ def test_looksam_needs_a_closure_and_its_own_state_dict():
         opt.load_state_dict(plain.state_dict())
 
 
-def test_fit_rejects_sam_every_or_msam_with_looksam(digits):
+def test_fit_rejects_msam_with_looksam(digits):
     model = mlp()
     opt = LookSAM(model.parameters(), torch.optim.SGD, lr=0.1)
-    with pytest.raises(ValueError, match="sam_every must be 1"):
-        train.fit(model, opt, digits, 1, batch_size=32, sam_every=2, progress=False)
-    with pytest.raises(ValueError, match="msam_m None"):
+    with pytest.raises(ValueError, match="msam_m must be None with a LookSAM"):
         train.fit(model, opt, digits, 1, batch_size=32, msam_m=8, progress=False)
 
 
@@ -217,7 +215,7 @@ def test_fit_rejects_sam_every_or_msam_with_looksam(digits):
 
 @pytest.mark.parametrize("every", [None, 1, 2, 3, 5])
 def test_forward_backward_passes_counts_the_closure_calls_of_fit(digits, every):
-    """The formula against the loss function's own count over 2 epochs of 3 steps (SAM every k)."""
+    """The formula against the loss function's own count over 2 epochs of 3 steps (LookSAM with period k)."""
     calls = []
 
     def loss_fn(logits, y):
@@ -227,9 +225,8 @@ def test_forward_backward_passes_counts_the_closure_calls_of_fit(digits, every):
 
     model = mlp()
     opt = (torch.optim.SGD(model.parameters(), lr=0.1) if every is None
-           else SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1))
-    h = train.fit(model, opt, digits, 2, batch_size=32, loss_fn=loss_fn, sam_every=every or 1,
-                  progress=False).history
+           else LookSAM(model.parameters(), torch.optim.SGD, rho=0.05, k=every, lr=0.1))
+    h = train.fit(model, opt, digits, 2, batch_size=32, loss_fn=loss_fn, progress=False).history
     steps = int(h["steps"].iloc[-1])
     assert len(calls) == forward_backward_passes(steps, every)
 
@@ -253,8 +250,9 @@ def test_run_config_builds_looksam_with_period_sam_every():
     cfg = train.RunConfig(optimizer="adam", lr=1e-3, sam_rho=0.05, sam_every=4, sam_variant="looksam")
     opt = train.build_optimizer(cfg, mlp())
     assert isinstance(opt, LookSAM) and opt.k == 4 and opt.param_groups[0]["rho"] == 0.05
-    plain = train.build_optimizer(cfg.replace(sam_variant="sam"), mlp())
-    assert type(plain) is SAM
+    every = train.build_optimizer(cfg.replace(sam_variant="sam"), mlp())
+    assert type(every) is SAMEveryK and every.k == 4
+    assert type(train.build_optimizer(cfg.replace(sam_variant="sam", sam_every=1), mlp())) is SAM
 
 
 @pytest.mark.parametrize("changes", [

@@ -30,7 +30,8 @@ def main() -> None:
     executed = out / "executed.ipynb"
     if not args.no_execute:
         shutil.copy(args.notebook, executed)
-        subprocess.run([str(Path(sys.executable).parent / "jupyter-execute"), "--inplace", "--timeout=3600", str(executed.resolve())],
+        execute = str(Path(sys.executable).parent / "jupyter-execute")
+        subprocess.run([execute, "--inplace", "--timeout=3600", str(executed.resolve())],
                        check=False, cwd=args.notebook.resolve().parent)
     nb = nbformat.read(executed, as_version=4)
     for i, cell in enumerate(nb.cells):

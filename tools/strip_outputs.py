@@ -5,6 +5,8 @@ on any output left. Run before committing:
 
     python tools/strip_outputs.py                 # every notebook under book/ (`make strip`)
     python tools/strip_outputs.py book/x.ipynb    # only these
+    python tools/strip_outputs.py --check         # change nothing; exit 1 naming each notebook
+                                                  # that still has outputs (`make lint`, pre-commit)
 
 Uses only the standard library, so any Python 3 runs it.
 """
@@ -43,12 +45,20 @@ def notebooks(paths: list[str]) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    for path in notebooks(argv):
+    check = "--check" in argv
+    dirty = []
+    for path in notebooks([a for a in argv if a != "--check"]):
         text = path.read_text(encoding="utf-8")
         stripped = json.dumps(strip(json.loads(text)), indent=1, ensure_ascii=False) + "\n"
         if stripped != text:
-            path.write_text(stripped, encoding="utf-8")
-            print(f"stripped {path}")
+            dirty.append(path)
+            if not check:
+                path.write_text(stripped, encoding="utf-8")
+                print(f"stripped {path}")
+    if check and dirty:
+        for path in dirty:
+            print(f"{path}: has outputs or run-time metadata; run `make strip`", file=sys.stderr)
+        return 1
     return 0
 
 

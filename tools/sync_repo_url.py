@@ -46,7 +46,7 @@ def install_cell_source(url: str, branch: str) -> str:
     return (
         "# Colab or Binder: install sam_course from the repository (does nothing when it is installed).\n"
         "try:\n"
-        "    import sam_course\n"
+        "    import sam_course  # noqa: F401 (only: is it installed?)\n"
         "except ImportError:\n"
         f'    %pip install -q "sam_course[book] @ git+{url}@{branch}"'
     )

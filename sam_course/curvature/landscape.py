@@ -15,7 +15,7 @@ Conventions:
 * A direction is a ``list`` of tensors, one per parameter that requires grad, in
   ``model.parameters()`` order, each shaped like its parameter. Every function that takes a
   direction also accepts a flat ``(dim,)`` vector in the same order, e.g. a Hessian eigenvector from
-  :func:`sam_course.curvature.hessian.top_eigenvalues`.
+  :func:`sam_course.curvature.spectrum.top_eigenvalues`.
 * Every evaluation runs in eval mode (the model's own modes are restored afterwards) through
   ``torch.func.functional_call``, so the model's parameters and buffers are never written. BatchNorm
   therefore normalizes with the running statistics of the UNPERTURBED weights ``w``: away from
@@ -29,13 +29,14 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .._checks import check_bool
 from .._params import LossFn, as_batches, num_entries, seeded_generator, split_flat, trainable
 
 __all__ = [
@@ -209,8 +210,7 @@ def random_direction(model: nn.Module, seed: int = 0, filter_normalize: bool = T
         with the parameters' shapes, dtypes and devices. The model is not modified.
     """
     gen = seeded_generator(seed)
-    if not isinstance(filter_normalize, bool):
-        raise ValueError(f"filter_normalize must be True or False, got {filter_normalize!r}")
+    check_bool("filter_normalize", filter_normalize)
     direction = []
     for p in trainable(model):
         d = torch.randn(p.shape, generator=gen, dtype=torch.float64)

@@ -27,8 +27,8 @@ from torch import nn
 
 from ..data import load_mnist
 from ..models import MLP
-from ..optim.sam import SAM
 from ..optim.distributed import SAMStep
+from ..optim.sam import SAM
 
 
 def parse_args(argv=None) -> argparse.Namespace:

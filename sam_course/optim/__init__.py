@@ -17,13 +17,14 @@ loop, so ``from sam_course.optim import SAM`` costs little more than ``import to
 from .distributed import SAMStep
 from .msam import m_sharpness, msam_gradient, msam_step
 from .sam import SAM, epsilon_hat, frozen_batchnorm_stats
-from .variants import LookSAM, forward_backward_passes, orthogonal_component
+from .variants import LookSAM, SAMEveryK, forward_backward_passes, orthogonal_component
 
 __all__ = [
     "SAM",
     "epsilon_hat",
     "frozen_batchnorm_stats",
     "LookSAM",
+    "SAMEveryK",
     "orthogonal_component",
     "forward_backward_passes",
     "msam_gradient",

@@ -34,14 +34,14 @@ Mixed precision (``autocast_dtype``, ``scaler``)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .sam import SAM, frozen_batchnorm_stats
+from .._checks import check_bool, check_int
 from .._params import LossFn
+from .sam import SAM, frozen_batchnorm_stats
 
 __all__ = ["SAMStep", "first_pass_context", "is_ddp"]
 
@@ -71,12 +71,6 @@ def first_pass_context(model: nn.Module, sync_perturbation: bool = False):
     if is_ddp(model) and not sync_perturbation:
         return model.no_sync()
     return contextlib.nullcontext()
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
 
 
 class SAMStep:
@@ -125,8 +119,7 @@ class SAMStep:
         owned = {id(q) for q in model.parameters()}
         if any(id(q) not in owned for group in optimizer.param_groups for q in group["params"]):
             raise ValueError("optimizer holds parameters that are not model's: build SAM over model.parameters()")
-        if not isinstance(sync_perturbation, bool):
-            raise ValueError(f"sync_perturbation must be True or False, got {sync_perturbation!r}")
+        check_bool("sync_perturbation", sync_perturbation)
         if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
             raise ValueError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
         if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
@@ -134,7 +127,7 @@ class SAMStep:
         self.model = model
         self.optimizer = optimizer
         self.sync_perturbation = sync_perturbation
-        self.accumulation_steps = _check_int("accumulation_steps", accumulation_steps, 1)
+        self.accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1)
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
         self.autocast_dtype = autocast_dtype
         self.freeze_bn_stats = bool(freeze_bn_stats)

@@ -12,14 +12,13 @@ sharpness of the full training loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
-from .msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
-from .sam import SAM, frozen_batchnorm_stats
+from .._checks import check_choice, check_int
 from .._params import LossFn
+from .msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
+from .sam import SAM, check_rho, frozen_batchnorm_stats
 
 __all__ = ["MSAM_METHODS", "msam_gradient", "msam_step", "m_sharpness"]
 
@@ -29,8 +28,7 @@ MSAM_METHODS = ("auto", "loop", "lowrank")
 
 
 def _chunks(inputs: Tensor, targets: Tensor, m: int) -> list[tuple[Tensor, Tensor]]:
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"m must be a positive integer, got {m!r}")
+    m = check_int("m", m, 1)
     n = inputs.shape[0]
     if targets.shape[0] != n:
         raise ValueError(f"inputs and targets must have the same batch size, got {n} and {targets.shape[0]}")
@@ -71,8 +69,7 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
             ``"lowrank"`` on a model that does not qualify (the message says why).
     """
     chunks = _chunks(inputs, targets, m)
-    if method not in MSAM_METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, MSAM_METHODS))}, got {method!r}")
+    check_choice("method", method, MSAM_METHODS)
     # With one chunk the loop is plain SAM's step, bit for bit; auto keeps it.
     if method == "lowrank" or (method == "auto" and len(chunks) > 1):
         reason = lowrank_unsupported_reason(optimizer, model)
@@ -170,10 +167,8 @@ def m_sharpness(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
     Returns:
         The m-sharpness (loss units), a float >= 0.
     """
-    if not (rho >= 0 and rho < float("inf")):
-        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    check_rho(rho)
+    steps = check_int("steps", steps, 0)
     chunks = _chunks(inputs, targets, m)
     params = [q for q in model.parameters() if q.requires_grad]
     total = 0.0

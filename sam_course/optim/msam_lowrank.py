@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
-from .._params import LossFn
 
+from .._params import LossFn
 
 __all__ = ["lowrank_unsupported_reason", "lowrank_msam_gradient"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_real
+from .._checks import check_bool, check_real
 
 __all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p"]
 
@@ -220,8 +220,7 @@ class SAM(torch.optim.Optimizer):
         check_rho(group["rho"], "rho")
         check_p(group["p"], "p")
         check_real("eta", group["eta"], 0)
-        if not isinstance(group["adaptive"], bool):
-            raise ValueError(f"adaptive must be True or False, got {group['adaptive']!r}")
+        check_bool("adaptive", group["adaptive"])
         if hasattr(self, "base_optimizer"):
             self.base_optimizer.add_param_group(group)
 

@@ -4,9 +4,9 @@ A SAM step takes two forward-backward passes: one at ``w`` for the direction of 
 one at ``w + eps_hat`` for the gradient the base optimizer applies. Chapter 14 compares schemes
 that spend fewer passes:
 
-``SAM every k steps``
+:class:`SAMEveryK`
     the full two-pass step on steps ``0, k, 2k, ...`` and a plain base-optimizer step (one pass)
-    on the others; :func:`sam_course.train.fit` does this with ``sam_every=k``.
+    on the others (``RunConfig(sam_every=k)`` of :mod:`sam_course.train` builds it).
 :class:`LookSAM`
     the scheme of Liu et al. (CVPR 2022): the full SAM step every ``k`` steps, where it also
     remembers the part of the SAM gradient that the plain gradient does not explain (its component
@@ -32,32 +32,18 @@ Example::
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_optional_int, check_real
 from .sam import SAM, global_norm
 
-__all__ = ["DEFAULT_ALPHA", "LookSAM", "orthogonal_component", "forward_backward_passes"]
+__all__ = ["DEFAULT_ALPHA", "SAMEveryK", "LookSAM", "orthogonal_component", "forward_backward_passes"]
 
 #: LookSAM's default weight of the reused direction (the usual default of LookSAM implementations).
 DEFAULT_ALPHA = 0.7
-
-
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    return int(k)
-
-
-def _check_alpha(alpha) -> float:
-    if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha)
-            or alpha < 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    return float(alpha)
 
 
 def _dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
@@ -95,7 +81,7 @@ def forward_backward_passes(steps: int, every: int | None) -> int:
 
     ``every=None`` is the base optimizer: one pass per step. ``every=k`` is a schedule whose
     steps ``0, k, 2k, ...`` (counted from the start of the run) take two passes and the others
-    one: SAM every ``k`` steps (``k = 1`` is plain SAM, ASAM included) and :class:`LookSAM` with
+    one: :class:`SAMEveryK` (``k = 1`` is plain SAM, ASAM included) and :class:`LookSAM` with
     period ``k``. That is ``steps + ceil(steps / k)`` passes. Chapter 14 divides it by ``steps``
     to get the cost per step relative to the base optimizer (2 for SAM, ``1 + 1/k`` in the limit).
 
@@ -106,13 +92,116 @@ def forward_backward_passes(steps: int, every: int | None) -> int:
     Raises:
         ValueError: on a negative or non-integer ``steps``, or a bad ``every``.
     """
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    steps = check_int("steps", steps, low=0)
+    every = check_optional_int("every", every, low=1)
     if every is None:
-        return int(steps)
-    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-        raise ValueError(f"every must be None or an int >= 1, got {every!r}")
-    return int(steps) + -(-int(steps) // int(every))
+        return steps
+    return steps + -(-steps // every)
+
+
+class SAMEveryK(SAM):
+    """SAM every ``k`` steps: a full SAM step on steps ``0, k, 2k, ...``, the base optimizer alone between.
+
+    With ``t`` the optimizer's own step counter (:attr:`steps_taken`, counted across epochs and
+    kept by :meth:`state_dict`), ``g(v)`` the minibatch gradient at ``v`` and ``base`` the base
+    optimizer's update::
+
+        t % k == 0:   eps_hat = epsilon_hat(g(w)),  w <- base(w, g(w + eps_hat))   two passes
+        otherwise:                                  w <- base(w, g(w))             one pass
+
+    ``eps_hat`` is :class:`~sam_course.optim.SAM`'s (``rho``, ``p``, ``adaptive``, ``eta``), so
+    ``k = 1`` is SAM, step for step, and :class:`LookSAM` with ``alpha = 0`` is this optimizer. It
+    costs ``steps + ceil(steps / k)`` forward-backward passes (:func:`forward_backward_passes`),
+    ``1 + 1/k`` per step in the long run. Chapter 14 measures what the skipped perturbations cost
+    in accuracy.
+
+    Two ways to drive it:
+
+    * ``step(closure)``: the closure does forward and backward on one batch and returns the loss;
+      it is called twice on a SAM step (the second time while :attr:`perturbed`), once otherwise.
+    * the two-step API, for code that runs its own passes (m-SAM, mixed precision): backward at
+      ``w``, then, only when :attr:`next_is_sam`, ``first_step()`` and a second backward;
+      ``second_step()`` in both cases. Every ``second_step`` counts as one step.
+
+    Args:
+        params: parameters or parameter groups, as for :class:`~sam_course.optim.SAM`.
+        base_optimizer: a ``torch.optim.Optimizer`` subclass (the class).
+        rho: radius of the SAM steps, finite and >= 0.
+        k: period of the SAM steps, an int >= 1.
+        **sam_kwargs: the other arguments of :class:`~sam_course.optim.SAM` (``p``, ``adaptive``,
+            ``eta``) and the base optimizer's (``lr``, ``momentum``, ...).
+
+    Raises:
+        ValueError: on a bad ``k`` (and on anything :class:`~sam_course.optim.SAM` rejects).
+    """
+
+    def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, k: int = 2,
+                 **sam_kwargs) -> None:
+        self.k = check_int("k", k, low=1)
+        #: Steps taken so far; step ``t`` is a SAM step when ``t % k == 0``.
+        self.steps_taken = 0
+        super().__init__(params, base_optimizer, rho=rho, **sam_kwargs)
+
+    @property
+    def next_is_sam(self) -> bool:
+        """True when the next step is a SAM (two-pass) step."""
+        return self.steps_taken % self.k == 0
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """:meth:`SAM.second_step <sam_course.optim.sam.SAM.second_step>`, counted as one step.
+
+        After ``first_step`` it applies the gradient taken at ``w + eps_hat``; without one (the
+        steps between SAM steps) it is the base optimizer's step with the plain gradient.
+        """
+        super().second_step(zero_grad)
+        self.steps_taken += 1
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+        """A SAM step when :attr:`next_is_sam`, else one base-optimizer step with the gradient at ``w``.
+
+        Args:
+            closure: does forward and backward on one batch and returns the loss; ``step``
+                zeroes the gradients before each call (two calls on a SAM step, one otherwise).
+
+        Returns:
+            The loss of the first call (at ``w``).
+        """
+        if closure is None:
+            raise RuntimeError(
+                "SAMEveryK.step needs a closure that does forward + backward and returns the loss "
+                "(opt.step(closure)); or call opt.first_step() (when opt.next_is_sam) and opt.second_step()"
+            )
+        if self.next_is_sam:
+            return super().step(closure)
+        closure = torch.enable_grad()(closure)
+        self.zero_grad()
+        loss = closure()
+        self.second_step()  # no first_step: w is not perturbed, so this is the base optimizer's step
+        return loss
+
+    def state_dict(self) -> dict:
+        """SAM's state (base optimizer included) and the step counter, so a resumed run is identical.
+
+        Raises:
+            RuntimeError: while the weights are perturbed (see :meth:`sam_course.optim.SAM.state_dict`).
+        """
+        state = super().state_dict()
+        state["sam_every_k"] = {"steps_taken": self.steps_taken, "k": self.k}
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a :meth:`state_dict`: the base optimizer's state and the step counter (``k`` stays).
+
+        Raises:
+            ValueError: if ``state_dict`` was not saved by :meth:`SAMEveryK.state_dict`.
+        """
+        if "sam_every_k" not in state_dict:
+            raise ValueError("state_dict has no 'sam_every_k' entry; it was not saved by SAMEveryK.state_dict()")
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("sam_every_k")
+        super().load_state_dict(state_dict)
+        self.steps_taken = int(extra["steps_taken"])
 
 
 class LookSAM(SAM):
@@ -129,8 +218,8 @@ class LookSAM(SAM):
 
     (norms over all parameters together; nothing is added while ``g_v = 0``). The rescaling
     gives the reused direction the size of the current gradient, so ``alpha`` is a relative
-    weight. ``k = 1`` is SAM, step for step; ``alpha = 0`` is SAM every ``k`` steps
-    (``sam_course.train.fit(..., sam_every=k)``). Average cost: ``1 + 1/k`` forward-backward
+    weight. ``k = 1`` is SAM, step for step; ``alpha = 0`` is :class:`SAMEveryK`, step for
+    step. Average cost: ``1 + 1/k`` forward-backward
     passes per step (:func:`forward_backward_passes`). Chapter 14 measures it.
 
     Args:
@@ -150,8 +239,8 @@ class LookSAM(SAM):
     def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, k: int = 5,
                  alpha: float = DEFAULT_ALPHA, p: float = 2, adaptive: bool = False, eta: float = 0.01,
                  **base_kwargs) -> None:
-        self.k = _check_k(k)
-        self.alpha = _check_alpha(alpha)
+        self.k = check_int("k", k, low=1)
+        self.alpha = check_real("alpha", alpha, 0)
         #: Steps taken so far; step ``t`` is a full SAM step when ``t % k == 0``.
         self.steps_taken = 0
         self._reused_norm: float | None = None   # ||g_v||, cached: it changes only on full steps

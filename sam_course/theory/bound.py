@@ -34,10 +34,11 @@ alone. All logarithms are natural; all quantities are plain Python floats.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 
 import torch
+
+from .._checks import check_int, check_real
 
 __all__ = [
     "PriorChoice",
@@ -57,29 +58,8 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------------------- validation
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(name: str, value, low: float = 0.0, *, strict: bool = False, high: float | None = None) -> float:
-    """``value`` as a finite float with ``value > low`` (``strict``) or ``>= low``, and ``< high``."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        value = float(value)
-        ok = (value > low if strict else value >= low) and (high is None or value < high)
-    if not ok:
-        interval = f"{'(' if strict else '['}{low}, {'inf' if high is None else high})"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return value
-
-
-def _check_delta(delta) -> float:
-    return _check_real("delta", delta, 0.0, strict=True, high=1.0)
+# delta, the probability with which a bound may fail, lies in (0, 1).
+_DELTA_RANGE = dict(low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 # ----------------------------------------------------------------------------- step 2: the Gaussians
@@ -97,10 +77,10 @@ def gaussian_kl(k: int, sigma_q: float, sigma_p: float, sq_distance: float) -> f
         sigma_q, sigma_p: standard deviations of ``Q`` and ``P`` (parameter units), > 0.
         sq_distance: ``||mu_Q - mu_P||_2^2``, >= 0 (squared parameter units).
     """
-    k = _check_int("k", k, 1)
-    sigma_q = _check_real("sigma_q", sigma_q, strict=True)
-    sigma_p = _check_real("sigma_p", sigma_p, strict=True)
-    sq_distance = _check_real("sq_distance", sq_distance)
+    k = check_int("k", k, 1)
+    sigma_q = check_real("sigma_q", sigma_q, 0.0, low_open=True)
+    sigma_p = check_real("sigma_p", sigma_p, 0.0, low_open=True)
+    sq_distance = check_real("sq_distance", sq_distance, 0.0)
     ratio = (sigma_q / sigma_p) ** 2
     # k (ratio - 1 - log ratio) >= 0 is computed as one piece: each of its terms alone can be huge
     # when k is, and their difference would then lose every digit.
@@ -113,9 +93,9 @@ def best_prior_variance(k: int, sigma_q: float, sq_distance: float) -> float:
     Setting the derivative of the KL in ``sigma_P^2`` to zero gives it (chapter 2). The prior may
     not depend on the data, and ``d = ||w||`` does, which is why the bound uses :func:`grid_prior`.
     """
-    k = _check_int("k", k, 1)
-    sigma_q = _check_real("sigma_q", sigma_q, strict=True)
-    sq_distance = _check_real("sq_distance", sq_distance)
+    k = check_int("k", k, 1)
+    sigma_q = check_real("sigma_q", sigma_q, 0.0, low_open=True)
+    sq_distance = check_real("sq_distance", sq_distance, 0.0)
     return sigma_q**2 + sq_distance / k
 
 
@@ -169,10 +149,10 @@ def grid_prior(k: int, n: int, sigma_q: float, sq_norm: float) -> PriorChoice:
             (``sq_norm > k sigma_q^2 exp(4 n / k)``). Then the theorem holds trivially, because its
             complexity term exceeds 2 (see :attr:`BoundTerms.grid_covers`).
     """
-    k = _check_int("k", k, 1)
-    n = _check_int("n", n, 1)
-    sigma_q = _check_real("sigma_q", sigma_q, strict=True)
-    sq_norm = _check_real("sq_norm", sq_norm)
+    k = check_int("k", k, 1)
+    n = check_int("n", n, 1)
+    sigma_q = check_real("sigma_q", sigma_q, 0.0, low_open=True)
+    sq_norm = check_real("sq_norm", sq_norm, 0.0)
     log_c = _log_grid_scale(k, n, sigma_q)
     log_best = math.log(best_prior_variance(k, sigma_q, sq_norm))
     if log_best > log_c:
@@ -192,9 +172,9 @@ def kl_upper_bound(k: int, sigma_q: float, sq_norm: float) -> float:
     :func:`gaussian_kl` sum to at most 0 and the log term to at most
     ``1 + k log(v* / sigma_q^2)``. In nats (chapter 2).
     """
-    k = _check_int("k", k, 1)
-    sigma_q = _check_real("sigma_q", sigma_q, strict=True)
-    sq_norm = _check_real("sq_norm", sq_norm)
+    k = check_int("k", k, 1)
+    sigma_q = check_real("sigma_q", sigma_q, 0.0, low_open=True)
+    sq_norm = check_real("sq_norm", sq_norm, 0.0)
     return 0.5 * (1.0 + k * math.log1p(sq_norm / (k * sigma_q**2)))
 
 
@@ -204,9 +184,9 @@ def union_bound_log_term(n: int, k: int, delta: float) -> float:
     For the index ``j`` of :func:`grid_prior`, ``delta_j = 6 delta / (pi^2 j^2)`` and
     ``j <= 2 k + 4 n``, so ``log(pi^2 j^2 / 6) <= 2 log(6 n + 3 k)`` (chapter 2).
     """
-    n = _check_int("n", n, 1)
-    k = _check_int("k", k, 1)
-    delta = _check_delta(delta)
+    n = check_int("n", n, 1)
+    k = check_int("k", k, 1)
+    delta = check_real("delta", delta, **_DELTA_RANGE)
     return math.log(n / delta) + 2.0 * math.log(6.0 * n + 3.0 * k)
 
 
@@ -229,10 +209,10 @@ def mcallester_bound(train_loss: float, kl: float, n: int, delta: float) -> floa
     Returns:
         The right-hand side: a bound on ``E_Q[L_D]``.
     """
-    train_loss = _check_real("train_loss", train_loss)
-    kl = _check_real("kl", kl)
-    n = _check_int("n", n, 2)
-    delta = _check_delta(delta)
+    train_loss = check_real("train_loss", train_loss, 0.0)
+    kl = check_real("kl", kl, 0.0)
+    n = check_int("n", n, 2)
+    delta = check_real("delta", delta, **_DELTA_RANGE)
     return train_loss + math.sqrt((kl + math.log(n / delta)) / (2.0 * (n - 1)))
 
 
@@ -245,9 +225,9 @@ def posterior_std(rho: float, k: int, n: int) -> float:
     With it, ``eps ~ N(0, sigma^2 I_k)`` satisfies ``||eps||_2 <= rho`` with probability at least
     ``1 - 1/sqrt(n)`` (:func:`laurent_massart_threshold` with ``t = log(n) / 2``).
     """
-    rho = _check_real("rho", rho, strict=True)
-    k = _check_int("k", k, 1)
-    n = _check_int("n", n, 1)
+    rho = check_real("rho", rho, 0.0, low_open=True)
+    k = check_int("k", k, 1)
+    n = check_int("n", n, 1)
     return rho / (math.sqrt(k) + math.sqrt(math.log(n)))
 
 
@@ -262,8 +242,8 @@ def laurent_massart_threshold(k: int, t: float) -> float:
         k: degrees of freedom, >= 1.
         t: >= 0; the tail probability is at most ``exp(-t)``.
     """
-    k = _check_int("k", k, 1)
-    t = _check_real("t", t)
+    k = check_int("k", k, 1)
+    t = check_real("t", t, 0.0)
     return k + 2.0 * math.sqrt(k * t) + 2.0 * t
 
 
@@ -279,9 +259,9 @@ def gaussian_norm_tail(k: int, sigma: float, radius: float) -> float:
         sigma: standard deviation of each coordinate, > 0.
         radius: >= 0.
     """
-    k = _check_int("k", k, 1)
-    sigma = _check_real("sigma", sigma, strict=True)
-    radius = _check_real("radius", radius)
+    k = check_int("k", k, 1)
+    sigma = check_real("sigma", sigma, 0.0, low_open=True)
+    radius = check_real("radius", radius, 0.0)
     a = torch.tensor(k / 2.0, dtype=torch.float64)
     x = torch.tensor(radius**2 / (2.0 * sigma**2), dtype=torch.float64)
     return float(torch.special.gammaincc(a, x))
@@ -300,8 +280,8 @@ def theorem_constant(n: int, k: int) -> float:
     which double ``log(n / delta)`` and ``log(6n + 3k)``, covers it, so the constant stays valid.)
     It grows like ``log`` of the sizes, hence the tilde.
     """
-    n = _check_int("n", n, 1)
-    k = _check_int("k", k, 1)
+    n = check_int("n", n, 1)
+    k = check_int("k", k, 1)
     return 8.0 * math.log(6.0 * n + 3.0 * k)
 
 
@@ -310,7 +290,7 @@ def _numerator_parts(k: int, n: int, w_norm: float, rho: float, delta: float,
     x = (w_norm / rho) ** 2 * (1.0 + math.sqrt(math.log(n) / k)) ** 2
     weights = k * math.log1p(x)
     confidence = 4.0 * math.log(n / delta)
-    const = theorem_constant(n, k) if constant is None else _check_real("constant", constant)
+    const = theorem_constant(n, k) if constant is None else check_real("constant", constant, 0.0)
     return weights, confidence, const
 
 
@@ -331,11 +311,11 @@ def complexity_term(k: int, n: int, w_norm: float, rho: float, delta: float = 0.
         delta: failure probability, in ``(0, 1)``.
         constant: the ``O~(1)`` term; None for :func:`theorem_constant`, ``0.0`` to drop it.
     """
-    k = _check_int("k", k, 1)
-    n = _check_int("n", n, 2)
-    w_norm = _check_real("w_norm", w_norm)
-    rho = _check_real("rho", rho, strict=True)
-    delta = _check_delta(delta)
+    k = check_int("k", k, 1)
+    n = check_int("n", n, 2)
+    w_norm = check_real("w_norm", w_norm, 0.0)
+    rho = check_real("rho", rho, 0.0, low_open=True)
+    delta = check_real("delta", delta, **_DELTA_RANGE)
     weights, confidence, const = _numerator_parts(k, n, w_norm, rho, delta, constant)
     return math.sqrt((weights + confidence + const) / (n - 1))
 
@@ -401,7 +381,7 @@ def sharpness_bound(max_loss: float, k: int, n: int, w_norm: float, rho: float, 
     Returns:
         A :class:`BoundTerms`.
     """
-    max_loss = _check_real("max_loss", max_loss)
+    max_loss = check_real("max_loss", max_loss, 0.0)
     complexity = complexity_term(k, n, w_norm, rho, delta, constant)
     weights, confidence, const = _numerator_parts(k, n, w_norm, rho, delta, constant)
     sigma = posterior_std(rho, k, n)

@@ -24,24 +24,23 @@ mode). Parameters, buffers, ``.grad`` and the train/eval mode of the model are l
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.utils.data import DataLoader
 
-from .._checks import check_real
+from .._checks import check_bool
 from .._params import LossFn, as_batches, check_eval_mode, flatten, split_flat, trainable
 from ..optim.sam import SAM, check_rho, epsilon_hat
 
-if TYPE_CHECKING:  # pandas is imported only by fit_sam_gradient
+if TYPE_CHECKING:  # pandas is imported only by fit_sam_gradient, through sam_course.train
     import pandas as pd
 
 __all__ = ["SAMGradient", "sam_gradient", "sam_gradient_parts", "sam_gradient_step", "fit_sam_gradient"]
-
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -76,7 +75,8 @@ class _Problem:
             total = loss if total is None else total + loss
         return total
 
-    def gradient(self, weights: Sequence[Tensor] | None = None, create_graph: bool = False) -> tuple[Tensor, list[Tensor]]:
+    def gradient(self, weights: Sequence[Tensor] | None = None,
+                 create_graph: bool = False) -> tuple[Tensor, list[Tensor]]:
         """The loss and its gradient (one tensor per parameter, zeros where the loss ignores one)."""
         with torch.enable_grad():
             if weights is None:
@@ -100,18 +100,18 @@ def _norm(flat: Tensor) -> float:
 # ----------------------------------------------------------------------------- the two gradients
 
 
-def _first_order(problem: _Problem) -> tuple[float, Tensor]:
-    """Loss at ``w`` and ``g'``, the gradient at ``w + eps_hat`` (what SAM's second pass takes)."""
+def _first_order(problem: _Problem) -> tuple[Tensor, Tensor]:
+    """Loss at ``w`` (0-d, detached) and ``g'``, the gradient at ``w + eps_hat`` (what SAM's second pass takes)."""
     loss, grads = problem.gradient()
     eps = epsilon_hat(grads, problem.rho, 2)  # raises on a non-finite gradient; zero g -> zero eps
     with torch.no_grad():
         perturbed = torch._foreach_add([p.detach() for p in problem.params], eps)
     _, shifted = problem.gradient(perturbed)
-    return float(loss.detach()), flatten([g.detach() for g in shifted], problem.params)
+    return loss.detach(), flatten([g.detach() for g in shifted], problem.params)
 
 
-def _second_order(problem: _Problem) -> tuple[float, Tensor]:
-    """Loss at ``w`` and the exact gradient of ``w -> L(w + eps_hat(w))``, by autograd through eps_hat."""
+def _second_order(problem: _Problem) -> tuple[Tensor, Tensor]:
+    """Loss at ``w`` (0-d, detached) and the exact gradient of ``w -> L(w + eps_hat(w))`` (autograd through eps_hat)."""
     loss, grads = problem.gradient(create_graph=True)
     flat_g = flatten([g.detach() for g in grads], problem.params)
     _raise_if_not_finite(flat_g, "the gradient at w")
@@ -127,7 +127,7 @@ def _second_order(problem: _Problem) -> tuple[float, Tensor]:
         perturbed = [p + scale * g for p, g in zip(problem.params, grads)]
         total = problem.loss(perturbed)
         full = torch.autograd.grad(total, problem.params, allow_unused=True)
-    return float(loss.detach()), flatten([None if g is None else g.detach() for g in full], problem.params)
+    return loss.detach(), flatten([None if g is None else g.detach() for g in full], problem.params)
 
 
 def sam_gradient(model: nn.Module, loss_fn: LossFn, data, rho: float, second_order: bool = False) -> Tensor:
@@ -154,8 +154,7 @@ def sam_gradient(model: nn.Module, loss_fn: LossFn, data, rho: float, second_ord
     Raises:
         ValueError: on bad arguments, a non-finite gradient, or BatchNorm/dropout in training mode.
     """
-    if not isinstance(second_order, bool):
-        raise ValueError(f"second_order must be True or False, got {second_order!r}")
+    check_bool("second_order", second_order)
     problem = _Problem(model, loss_fn, data, rho)
     return (_second_order if second_order else _first_order)(problem)[1]
 
@@ -292,6 +291,17 @@ def _check_optimizer(optimizer) -> None:
         raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
 
 
+def _apply(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, inputs: Tensor, targets: Tensor,
+           rho: float, second_order: bool) -> Tensor:
+    """Write the SAM gradient of the batch into ``.grad`` and step; the loss before the step (0-d, detached)."""
+    problem = _Problem(model, loss_fn, (inputs, targets), rho)
+    loss, flat = (_second_order if second_order else _first_order)(problem)
+    for p, piece in zip(problem.params, split_flat(flat, problem.params)):
+        p.grad = piece
+    optimizer.step()
+    return loss
+
+
 def sam_gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
                       inputs: Tensor, targets: Tensor, rho: float, second_order: bool = False) -> float:
     """One training step with the SAM gradient, first- or second-order. Chapter 4.
@@ -313,14 +323,8 @@ def sam_gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_f
         The batch loss at the weights before the step.
     """
     _check_optimizer(optimizer)
-    if not isinstance(second_order, bool):
-        raise ValueError(f"second_order must be True or False, got {second_order!r}")
-    problem = _Problem(model, loss_fn, (inputs, targets), rho)
-    loss, flat = (_second_order if second_order else _first_order)(problem)
-    for p, piece in zip(problem.params, split_flat(flat, problem.params)):
-        p.grad = piece
-    optimizer.step()
-    return loss
+    check_bool("second_order", second_order)
+    return float(_apply(model, optimizer, loss_fn, inputs, targets, rho, second_order))
 
 
 def fit_sam_gradient(model: nn.Module, optimizer: torch.optim.Optimizer, train_data, epochs: int, *,
@@ -329,71 +333,54 @@ def fit_sam_gradient(model: nn.Module, optimizer: torch.optim.Optimizer, train_d
                      seed: int = 0) -> pd.DataFrame:
     """Train with :func:`sam_gradient_step` and record one history row per epoch. Chapter 4.
 
-    A minimal loop for comparing the three updates of chapter 4 on equal terms (``rho = 0``: the
-    base optimizer; ``second_order=False``: SAM; ``True``: SAM with the Hessian term): the order of
-    the examples is the one :func:`sam_course.train.fit` uses for the same ``seed`` (a fresh
-    permutation per epoch from ``derive_seed(seed, "order")``), so a SAM run here reproduces
+    :func:`sam_course.train.fit` with :func:`sam_gradient_step` as its per-batch step, for
+    comparing the three updates of chapter 4 on equal terms (``rho = 0``: the base optimizer;
+    ``second_order=False``: SAM; ``True``: SAM with the Hessian term). The order of the examples
+    is therefore the one ``train.fit`` uses for the same ``seed``, and a SAM run here reproduces
     ``train.fit`` with :class:`~sam_course.optim.SAM` around the same base optimizer, up to
-    floating-point rounding.
+    floating-point rounding. The model's train/eval mode is left as the caller set it (BatchNorm
+    and dropout must not be in training mode).
 
     Args:
         model: trained in place (its parameters' device is used).
         optimizer: a plain ``torch.optim`` optimizer over the model's parameters.
-        train_data: a dataset, as for :func:`sam_course.train.fit` (batched from whole tensors).
+        train_data: a dataset, as for :func:`sam_course.train.fit` (batched from whole tensors;
+            a ``DataLoader`` stands for its dataset).
         epochs: number of epochs, >= 0.
         batch_size: examples per step, >= 1 (the last batch of an epoch may be smaller).
         rho, second_order: as in :func:`sam_gradient_step`.
-        eval_sets: name -> dataset, evaluated after every epoch with :func:`sam_course.train.evaluate`.
+        eval_sets: name -> dataset, evaluated after every epoch as by :func:`sam_course.train.evaluate`.
         loss_fn: averages over a batch; default cross-entropy.
         seed: seeds the order of the examples.
 
     Returns:
         A DataFrame with one row per epoch, row 0 before training: ``epoch``, ``steps``,
-        ``train_loss``, ``train_acc``, ``{name}_loss`` and ``{name}_acc`` for every eval set,
+        ``train_loss``, ``train_acc`` (and ``train_clean_acc``, ``train_memorized`` for noisy
+        labels), ``{name}_loss`` and ``{name}_acc`` for every eval set (and their noisy views),
         ``batch_loss`` (mean minibatch loss during the epoch, NaN at epoch 0) and ``seconds``
-        (wall time of the epoch's steps, evaluation excluded).
-    """
-    import pandas as pd
+        (wall time of the epoch's steps, evaluation excluded): the columns of ``train.fit``'s
+        history without ``lr`` and ``eval_seconds``.
 
+    Raises:
+        ValueError: on bad arguments (``train.fit`` checks those of the loop).
+    """
     from .. import train
 
     _check_optimizer(optimizer)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
-        low = 1 if name == "batch_size" else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    check_rho(rho)
-    if not isinstance(second_order, bool):
-        raise ValueError(f"second_order must be True or False, got {second_order!r}")
-    eval_sets = dict(eval_sets or {})
-    for name in eval_sets:
-        if not isinstance(name, str) or not name.isidentifier() or name == "train":
-            raise ValueError(f"eval_sets names must be identifiers other than 'train', got {name!r}")
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
-    device = next(iter(model.parameters())).device
-    tensors = train._as_tensors(train_data).to(device)
-    if len(tensors) == 0:
-        raise ValueError("train_data must hold at least one example")
-    order = torch.Generator().manual_seed(train.derive_seed(seed, "order"))
+    rho = check_rho(rho)
+    check_bool("second_order", second_order)
 
-    def row(epoch: int, steps: int, batch_loss: float, seconds: float) -> dict:
-        out = {"epoch": epoch, "steps": steps}
-        for name, dataset in {"train": train_data, **eval_sets}.items():
-            for key, value in train.evaluate(model, dataset, loss_fn=loss_fn).items():
-                out[f"{name}_{key}"] = value
-        out.update(batch_loss=batch_loss, seconds=seconds)
-        return out
+    def step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, x: Tensor, y: Tensor) -> Tensor:
+        return _apply(model, optimizer, loss_fn, x, y, rho, second_order)
 
-    history = [row(0, 0, math.nan, 0.0)]
-    steps = 0
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        total, seen = 0.0, 0
-        # The permutation is drawn on the CPU and moved, exactly as train.fit does.
-        for index in torch.randperm(len(tensors), generator=order).to(device).split(batch_size):
-            x, y = tensors.inputs[index], tensors.targets[index]
-            total += sam_gradient_step(model, optimizer, loss_fn, x, y, rho, second_order) * len(y)
-            seen += len(y)
-            steps += 1
-        history.append(row(epoch, steps, total / seen, time.perf_counter() - start))
-    return pd.DataFrame.from_records(history)
+    # The old loop of this function batched a DataLoader's dataset; fit would take its batches.
+    data = train_data.dataset if isinstance(train_data, DataLoader) else train_data
+    # train_mode=False: the SAM gradient needs a loss that is a fixed function of the weights, so
+    # the model keeps the mode its caller chose (eval for BatchNorm).
+    fitted = train.fit(model, optimizer, data, epochs, batch_size=batch_size, eval_sets=eval_sets, loss_fn=loss_fn,
+                       seed=seed, step=step, train_mode=False, progress=False)
+    history = fitted.history.drop(columns=["lr", "eval_seconds"])
+    if train.as_tensors(data).clean is None:
+        # Without label noise these two columns only repeat train_acc and NaN.
+        history = history.drop(columns=["train_clean_acc", "train_memorized"])
+    return history

@@ -2,9 +2,9 @@
 
 book/api.md holds the line ``<!-- sam_course-modules -->``; when Sphinx reads that page, this
 extension replaces the line with one section per public module of the package: every
-```sam_course/**/*.py`` whose path has no part starting with ``_``, by dotted name, in the order of
-the course (``ORDER``; a module not named there follows the package above it, alphabetically). A module added to the package therefore appears in the API
-reference without editing the page.
+``sam_course/**/*.py`` whose path has no part starting with ``_``, by dotted name, in the order of
+the course (``ORDER``; a module not named there follows the package above it, alphabetically). A
+module added to the package therefore appears in the API reference without editing the page.
 
 A package whose ``__init__`` only re-exports its submodules' names (it has submodules) gets its
 docstring and, for each re-exported name, a short entry pointing to the submodule that defines
@@ -22,7 +22,8 @@ MARKER = "<!-- sam_course-modules -->"
 PAGE = "book/api"
 PACKAGE = Path(__file__).resolve().parents[2] / "sam_course"
 #: Modules in the order the book introduces them (by prefix); others follow alphabetically.
-ORDER = ("optim", "optim.sam", "optim.variants", "optim.msam", "optim.msam_lowrank", "optim.distributed", "theory", "noise", "planar", "data", "models", "train", "experiments", "curvature", "paper",
+ORDER = ("optim", "optim.sam", "optim.variants", "optim.msam", "optim.msam_lowrank", "optim.distributed", "theory", "noise",
+         "planar", "data", "models", "train", "experiments", "curvature", "paper",
          "plotting", "timing", "profiles", "report", "examples")
 
 
@@ -60,16 +61,28 @@ def is_reexporting_package(name: str, package: Path = PACKAGE) -> bool:
     return folder.is_dir() and any(p.name != "__init__.py" for p in folder.glob("*.py"))
 
 
+def _home(module, member: str) -> str | None:
+    """The submodule of ``module`` that lists ``member`` in its ``__all__`` (where it is documented)."""
+    folder = Path(module.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        sub = importlib.import_module(f"{module.__name__}.{path.stem}")
+        if member in getattr(sub, "__all__", ()):
+            return sub.__name__
+    return None
+
+
 def _reexports(name: str) -> str:
     module = importlib.import_module(f"sam_course.{name}")
     lines = []
     for member in getattr(module, "__all__", ()):
         obj = getattr(module, member)
-        home = getattr(obj, "__module__", None)
-        if inspect.ismodule(obj) or not home or home == module.__name__:
+        home = _home(module, member)
+        if inspect.ismodule(obj) or home is None:
             continue
-        kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else "data"
-        role = "class" if kind == "class" else "func" if kind == "function" else "data"
+        kind = "class" if inspect.isclass(obj) else "function" if inspect.isroutine(obj) else "data"
+        role = {"class": "class", "function": "func", "data": "data"}[kind]
         lines += [f".. py:{kind}:: {member}", "", f"   Re-exported from :{role}:`{home}.{member}`.", ""]
     if not lines:
         return ""

@@ -1,4 +1,4 @@
-"""Tests for sam_course.plotting, with the Agg backend (no display).
+"""Tests for sam_course.plotting.planar and .interactive, with the Agg backend (no display).
 
 Oracles: the data behind each artist (contour levels against fn.grid's values, line data against
 the paths given or computed by run_optimizer), titles, labels and legend entries; the animation's
@@ -14,7 +14,6 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.animation import FuncAnimation  # noqa: E402
@@ -34,29 +33,6 @@ def close_figures():
 def legend_texts(ax):
     legend = ax.get_legend()
     return [] if legend is None else [t.get_text() for t in legend.get_texts()]
-
-
-# --------------------------------------------------------------------------
-# colours and style (the lead's API)
-# --------------------------------------------------------------------------
-
-def test_color_for_spellings():
-    assert plotting.color_for("SAM-SGD") == plotting.COLORS["SAM-SGD"]
-    assert plotting.color_for("sam") == plotting.COLORS["SAM-SGD"]
-    assert plotting.color_for("Adam+SAM") == plotting.COLORS["SAM-Adam"]
-    assert plotting.color_for(" adagrad ") == plotting.COLORS["Adagrad"]
-    assert plotting.color_for("LBFGS") == plotting.COLORS["other"]
-    # A base optimizer and its SAM version never share a colour.
-    for base in ("SGD", "Adam", "Adagrad"):
-        assert plotting.color_for(base) != plotting.color_for(f"SAM-{base}")
-
-
-def test_label_axes_sets_everything():
-    _, ax = plt.subplots()
-    ax.plot([0, 1], [1, 0], label="SGD")
-    plotting.label_axes(ax, "title", "x label", "y label")
-    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("title", "x label", "y label")
-    assert legend_texts(ax) == ["SGD"]
 
 
 # --------------------------------------------------------------------------
@@ -154,27 +130,6 @@ def test_outcome_map_counts_and_colours():
     np.testing.assert_array_equal(ax.collections[0].get_offsets(), [[0.0, 0.0], [2.0, 0.0]])
     with pytest.raises(ValueError, match="outcomes"):
         plotting.outcome_map(ax, starts, ["flat"])
-
-
-def test_plot_histories_accepts_series_pairs_and_sequences():
-    _, ax = plt.subplots()
-    histories = {
-        "SGD": pd.Series([3.0, 2.0, 1.0], index=[1, 2, 3]),
-        "SAM-SGD": ([0, 5], [4.0, 0.5]),
-        "Adam": torch.tensor([1.0, 0.5, 0.25, 0.125]),
-    }
-    plotting.plot_histories(ax, histories, "loss", "epoch", "training loss", logy=True)
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    np.testing.assert_array_equal(lines["SGD"].get_xdata(), [1, 2, 3])
-    np.testing.assert_array_equal(lines["SAM-SGD"].get_xdata(), [0, 5])
-    np.testing.assert_array_equal(lines["Adam"].get_xdata(), [0, 1, 2, 3])
-    assert lines["SAM-SGD"].get_color() == plotting.color_for("SAM-SGD")
-    assert ax.get_yscale() == "log" and ax.get_title() == "loss" and ax.get_ylabel() == "training loss"
-    assert legend_texts(ax) == ["SGD", "SAM-SGD", "Adam"]
-    with pytest.raises(ValueError, match="histories"):
-        plotting.plot_histories(ax, {}, "t", "x", "y")
-    with pytest.raises(ValueError, match="histories"):
-        plotting.plot_histories(ax, {"SGD": np.zeros((2, 2))}, "t", "x", "y")
 
 
 # --------------------------------------------------------------------------

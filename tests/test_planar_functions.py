@@ -1,4 +1,8 @@
-"""Tests for sam_course.planar: values, gradients, brute-force minima, optimizer runs."""
+"""Tests for sam_course.planar.functions and .points: values, gradients, brute-force minima, grids, boxes.
+
+Oracles: values by hand, finite differences, Newton's method, a 1025 x 1025 grid search, and
+brute-force maxima over disks.
+"""
 
 import dataclasses
 import math
@@ -7,7 +11,7 @@ import pytest
 import torch
 
 from sam_course import planar as fn
-from sam_course.optim import SAM
+from sam_course.planar.points import as_points, as_starts, box_bounds, check_dtype
 
 ALL = list(fn.FUNCTIONS.values())
 IDS = list(fn.FUNCTIONS)
@@ -15,17 +19,6 @@ IDS = list(fn.FUNCTIONS)
 
 def as_point(xy):
     return torch.tensor(xy, dtype=torch.float64)
-
-
-def quadratic(a, b):
-    """f = (a x² + b y²) / 2 on [-10, 10]², a test function with a closed-form SGD path."""
-    return fn.TestFunction(
-        name="quadratic",
-        f=lambda p: 0.5 * (a * p[..., 0] ** 2 + b * p[..., 1] ** 2),
-        domain=((-10.0, 10.0), (-10.0, 10.0)),
-        minima=((0.0, 0.0),),
-        min_value=0.0,
-    )
 
 
 # --------------------------------------------------------------------------
@@ -153,6 +146,20 @@ def test_grid_layout_matches_matplotlib_convention():
     assert Z[2, 3].item() == fn.ROSENBROCK(as_point((1.0, 1.0))).item()
 
 
+def test_grid_over_a_window_reaching_outside_the_domain():
+    # SHARP_FLAT's domain is [-3, 3]²; a view window may reach beyond it.
+    X, Y, Z = fn.grid(fn.SHARP_FLAT, 3, window=((-4, 2), (0.0, 5.0)))
+    assert X[0].tolist() == [-4.0, -1.0, 2.0]
+    assert Y[:, 0].tolist() == [0.0, 2.5, 5.0]
+    points = torch.tensor([[x, y] for y in (0.0, 2.5, 5.0) for x in (-4.0, -1.0, 2.0)], dtype=torch.float64)
+    assert torch.equal(Z, fn.SHARP_FLAT(points).reshape(3, 3))
+    # The default window is the domain itself.
+    for a, b in zip(fn.grid(fn.EASOM, 4), fn.grid(fn.EASOM, 4, window=fn.EASOM.domain)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="window"):
+        fn.grid(fn.EASOM, 4, window=((1.0, 0.0), (0.0, 1.0)))
+
+
 # --------------------------------------------------------------------------
 # SHARP_FLAT
 # --------------------------------------------------------------------------
@@ -209,101 +216,8 @@ def test_gradient_descent_stays_in_sharp_minimum():
 
 
 # --------------------------------------------------------------------------
-# run_optimizer
+# points, boxes and errors
 # --------------------------------------------------------------------------
-
-def test_sgd_trajectory_matches_closed_form():
-    a, b, lr, steps = 1.0, 4.0, 0.1, 25
-    path = fn.run_optimizer(
-        quadratic(a, b), (3.0, -2.0), lambda p: torch.optim.SGD(p, lr=lr), steps
-    )
-    k = torch.arange(steps + 1, dtype=torch.float64)
-    expected = torch.stack((3.0 * (1 - lr * a) ** k, -2.0 * (1 - lr * b) ** k), dim=-1)
-    assert path.shape == (steps + 1, 2) and path.dtype == torch.float64
-    torch.testing.assert_close(path, expected, atol=1e-12, rtol=0)
-
-
-def test_momentum_trajectory_matches_hand_recurrence():
-    a, lr, mu, steps = 2.0, 0.05, 0.9, 20
-    path = fn.run_optimizer(
-        quadratic(a, a), (1.0, 0.5), lambda p: torch.optim.SGD(p, lr=lr, momentum=mu), steps
-    )
-    w, v = as_point((1.0, 0.5)), torch.zeros(2, dtype=torch.float64)
-    for k in range(steps):
-        # torch's heavy ball: v <- mu v + g (v = g on the first step), w <- w - lr v.
-        v = mu * v + a * w
-        w = w - lr * v
-        torch.testing.assert_close(path[k + 1], w, atol=1e-12, rtol=0)
-
-
-def test_zero_steps_returns_the_start():
-    path = fn.run_optimizer(fn.EASOM, (1.0, 2.0), lambda p: torch.optim.SGD(p, lr=1.0), 0)
-    assert path.tolist() == [[1.0, 2.0]]
-
-
-def test_projection_keeps_eggholder_inside_and_matters():
-    starts = [(-500.0, 500.0), (0.0, 0.0), (300.0, -400.0), (505.0, 505.0)]
-    escaped = False
-    for start in starts:
-        factory = lambda p: torch.optim.SGD(p, lr=5.0)  # noqa: E731 - deliberately too large
-        path = fn.run_optimizer(fn.EGGHOLDER, start, factory, steps=40)
-        assert path.abs().max().item() <= 512.0
-        free = fn.run_optimizer(fn.EGGHOLDER, start, factory, steps=40, project=False)
-        escaped |= free.abs().max().item() > 512.0
-    assert escaped  # otherwise this test would not exercise the projection
-
-
-def test_projected_adagrad_reaches_eggholder_boundary_minimum():
-    path = fn.run_optimizer(
-        fn.EGGHOLDER, (500.0, 380.0), lambda p: torch.optim.Adagrad(p, lr=5.0), steps=300
-    )
-    torch.testing.assert_close(path[-1], as_point((512.0, 404.2319)), atol=1e-3, rtol=0)
-
-
-def test_sam_trajectory_matches_hand_recurrence():
-    # On f = a (x² + y²) / 2 the SAM step is w <- w - lr a (w + rho w / |w|).
-    a, lr, rho, steps = 1.0, 0.1, 0.05, 20
-    path = fn.run_optimizer(
-        quadratic(a, a), (1.0, 2.0), lambda p: SAM(p, torch.optim.SGD, rho=rho, lr=lr), steps
-    )
-    w = as_point((1.0, 2.0))
-    for k in range(steps):
-        w = w - lr * a * (w + rho * w / w.norm())
-        torch.testing.assert_close(path[k + 1], w, atol=1e-10, rtol=0)
-
-
-# --------------------------------------------------------------------------
-# errors
-# --------------------------------------------------------------------------
-
-def sgd(params):
-    return torch.optim.SGD(params, lr=0.1)
-
-
-@pytest.mark.parametrize("start", [(600.0, 0.0), (0.0, -513.0), (float("nan"), 0.0)])
-def test_start_outside_domain(start):
-    with pytest.raises(ValueError, match="start"):
-        fn.run_optimizer(fn.EGGHOLDER, start, sgd, 5)
-
-
-@pytest.mark.parametrize("start", [(1.0,), (1.0, 2.0, 3.0), ((1.0, 2.0),)])
-def test_start_not_a_point(start):
-    with pytest.raises(ValueError, match="start"):
-        fn.run_optimizer(fn.EASOM, start, sgd, 5)
-
-
-@pytest.mark.parametrize("steps", [-1, 2.5, True])
-def test_bad_steps(steps):
-    with pytest.raises(ValueError, match="steps"):
-        fn.run_optimizer(fn.EASOM, (0.0, 0.0), sgd, steps)
-
-
-def test_bad_function_and_dtype():
-    with pytest.raises(ValueError, match="function"):
-        fn.run_optimizer(lambda p: p.sum(), (0.0, 0.0), sgd, 5)
-    with pytest.raises(ValueError, match="dtype"):
-        fn.run_optimizer(fn.EASOM, (0.0, 0.0), sgd, 5, dtype=torch.int64)
-
 
 @pytest.mark.parametrize("shape", [(3,), (4, 3), (2, 2, 1), ()])
 def test_bad_point_shapes(shape):
@@ -320,8 +234,76 @@ def test_bad_grid_size(n):
         fn.grid(fn.EASOM, n)
 
 
+def test_grid_size_message_names_range_and_value():
+    with pytest.raises(ValueError, match=r"^n must be an int >= 2, got 1$"):
+        fn.grid(fn.EASOM, 1)
+
+
 def test_bad_function_definitions():
     with pytest.raises(ValueError, match="domain"):
         fn.TestFunction("bad", fn.EASOM.f, ((1.0, -1.0), (0.0, 1.0)), ((0.0, 0.5),), 0.0)
     with pytest.raises(ValueError, match="minima"):
         fn.TestFunction("bad", fn.EASOM.f, ((0.0, 1.0), (0.0, 1.0)), ((2.0, 0.5),), 0.0)
+
+
+def test_check_function():
+    assert fn.check_function(fn.EASOM) is fn.EASOM
+    with pytest.raises(ValueError, match=r"^function must be a sam_course.planar.TestFunction, got str$"):
+        fn.check_function("easom")
+
+
+def test_parse_box_reads_two_increasing_pairs():
+    box = fn.parse_box([(0, 1), torch.tensor([2.0, 3.5])])
+    assert box == ((0.0, 1.0), (2.0, 3.5))
+    assert all(type(v) is float for pair in box for v in pair)
+
+
+@pytest.mark.parametrize(
+    "window, reason",
+    [((0.0, 1.0), r"\(\(xmin, xmax\), \(ymin, ymax\)\)"), ("box", r"\(\(xmin"), (((0, "a"), (0, 1)), r"\(\(xmin"),
+     (((1.0, 0.0), (0.0, 1.0)), "xmin < xmax"), (((0.0, 1.0), (2.0, 2.0)), "ymin < ymax"),
+     (((0.0, float("nan")), (0.0, 1.0)), "xmin < xmax")],
+)
+def test_parse_box_errors_name_the_argument_and_the_value(window, reason):
+    with pytest.raises(ValueError, match=r"^view must .*" + reason) as info:
+        fn.parse_box(window, name="view")
+    assert str(info.value).endswith(f"got {window!r}")
+
+
+def test_as_points_and_as_starts():
+    assert as_points([[1, 2]]).dtype == torch.get_default_dtype()
+    assert as_points(torch.tensor([3, 4])).tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError, match=r"^ends must have shape \(\.\.\., 2\), got \(3,\)$"):
+        as_points(torch.zeros(3), "ends")
+    source = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    starts = as_starts(fn.EASOM, source, torch.float32)
+    assert starts.dtype == torch.float32 and starts.tolist() == [[1.0, 2.0]]
+    starts[0, 0] = 9.0
+    assert source[0, 0] == 1.0  # a copy: the runners write into it
+    with pytest.raises(ValueError, match="starts must lie in the domain"):
+        as_starts(fn.EASOM, [[101.0, 0.0]], torch.float64)
+
+
+def test_box_bounds_and_check_dtype():
+    low, high = box_bounds(((-1.0, 2.0), (3.0, 4.0)), torch.float32)
+    assert low.tolist() == [-1.0, 3.0] and high.tolist() == [2.0, 4.0] and low.dtype == torch.float32
+    assert check_dtype(torch.float64) is torch.float64
+    with pytest.raises(ValueError, match="dtype must be a floating torch dtype, got torch.int64"):
+        check_dtype(torch.int64)
+
+
+def test_the_package_re_exports_what_the_chapters_use():
+    import importlib
+    import types
+
+    # Chapters 1 and 6 (`from sam_course.planar import ...`, `fn.<name>`) and sam_course.plotting.
+    used = {"SHARP_FLAT", "EASOM", "EGGHOLDER", "FUNCTIONS", "BASE_LABELS", "hessian_eigenvalues",
+            "distance_to_minima", "classify_endpoints", "optimizer_factory", "run_optimizer", "run_from_starts",
+            "run_bruteforce_sam", "start_grid", "grid", "parse_box", "check_function", "TestFunction"}
+    assert used <= set(fn.__all__)
+    for name in fn.__all__:
+        home = importlib.import_module(getattr(fn, name).__module__) if callable(getattr(fn, name)) else fn
+        assert getattr(home, name) is getattr(fn, name)
+    # No re-exported name hides a submodule (`import sam_course.planar.runners as m` is the module).
+    for sub in ("functions", "points", "runners", "bruteforce", "endpoints"):
+        assert isinstance(getattr(fn, sub), types.ModuleType)

@@ -1,0 +1,71 @@
+"""Runs side by side: one row per run, and means with spreads over seeds (chapters 7, 11, 12, 14)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+from .cache import RunResult
+from .config import RunConfig
+
+__all__ = ["results_table", "summarize"]
+
+
+def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
+    """One row per run: ``label``, every config field, and the run's final numbers.
+
+    Final numbers: ``final_test_acc``, ``best_epoch``, ``best_test_acc``, ``epochs_run``,
+    ``final_train_acc``, ``final_train_clean_acc``, ``final_train_memorized``, ``train_seconds``.
+    """
+    rows = []
+    for r in results:
+        last = r.history.iloc[-1]
+        rows.append({
+            "label": r.label,
+            **dataclasses.asdict(r.config),
+            "final_test_acc": r.final_test_acc,
+            "best_epoch": r.best_epoch,
+            "best_test_acc": r.best_test_acc,
+            "epochs_run": int(last["epoch"]),
+            "final_train_acc": float(last["train_acc"]),
+            "final_train_clean_acc": float(last["train_clean_acc"]),
+            "final_train_memorized": float(last["train_memorized"]),
+            "train_seconds": r.train_seconds,
+        })
+    return pd.DataFrame.from_records(rows)
+
+
+def summarize(results: Iterable[RunResult], metrics: Sequence[str] = ("final_test_acc",),
+              by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean, standard deviation and count of ``metrics`` over runs that differ only by seed.
+
+    Args:
+        results: runs, e.g. from :func:`~sam_course.train.run_seeds` for several configurations.
+        metrics: columns of :func:`results_table` to aggregate.
+        by: columns to group by; default ``label`` plus every config field (except ``seed``)
+            that is not the same in all runs.
+
+    Returns:
+        One row per group with ``{metric}_mean``, ``{metric}_std`` (sample standard deviation,
+        NaN for a single run) and ``n`` (number of runs). Chapters 7, 11, 12 and 14.
+
+    Raises:
+        ValueError: for no results, or a metric that is not a column of :func:`results_table`.
+    """
+    table = results_table(results)
+    if table.empty:
+        raise ValueError("results must hold at least one RunResult")
+    for name in metrics:
+        if name not in table.columns:
+            raise ValueError(f"metrics must be columns of results_table, got {name!r}")
+    if by is None:
+        fields = [f.name for f in dataclasses.fields(RunConfig) if f.name != "seed"]
+        by = ["label"] + [f for f in fields if table[f].astype(str).nunique(dropna=False) > 1]
+    by = list(by)
+    grouped = table.groupby(by, dropna=False, sort=False)
+    out = grouped[list(metrics)].agg(["mean", "std"])
+    out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
+    out["n"] = grouped.size()
+    return out.reset_index()

@@ -1,0 +1,83 @@
+"""sam_course._checks: the one set of validators, and the messages every public function shows."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sam_course._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_optional_int,
+    check_optional_real,
+    check_real,
+    interval,
+    is_int,
+    is_real,
+)
+
+
+@pytest.mark.parametrize("value, expected", [(3, True), (np.int64(3), True), (True, False), (3.0, False), ("3", False)])
+def test_is_int(value, expected):
+    assert is_int(value) is expected
+
+
+def test_is_real():
+    assert is_real(0.5) and is_real(np.float32(0.5)) and is_real(3) and is_real(math.nan)
+    assert not is_real(True) and not is_real("0.5") and not is_real(None)
+
+
+@pytest.mark.parametrize("low, high, kwargs, expected", [
+    (0, math.inf, {}, ">= 0"), (0, math.inf, {"low_open": True}, "> 0"), (-math.inf, 1, {}, "<= 1"),
+    (0, 1, {"high_open": True}, "in [0, 1)"), (0, 2**63 - 1, {}, f"in [0, {2**63 - 1}]"), (0.5, 1.5, {}, "in [0.5, 1.5]"),
+])
+def test_interval_in_words(low, high, kwargs, expected):
+    assert interval(low, high, **kwargs) == expected
+
+
+def test_check_int_returns_a_plain_int_and_names_argument_range_and_value():
+    assert check_int("epochs", np.int64(3), 1) == 3 and type(check_int("epochs", np.int64(3), 1)) is int
+    with pytest.raises(ValueError, match=r"^epochs must be an int >= 1, got 0$"):
+        check_int("epochs", 0, 1)
+    with pytest.raises(ValueError, match=r"^k must be an int in \[1, 5\], got 6$"):
+        check_int("k", 6, 1, 5)
+    with pytest.raises(ValueError, match=r"^n must be an int, got 2.0$"):
+        check_int("n", 2.0)
+    with pytest.raises(ValueError, match="flag must be an int >= 0, got True"):
+        check_int("flag", True, 0)
+    assert check_optional_int("m", None, 1) is None
+
+
+def test_check_real():
+    assert check_real("rho", np.float32(0.5), 0) == 0.5 and type(check_real("rho", 1, 0)) is float
+    with pytest.raises(ValueError, match=r"^rho must be a finite number >= 0, got -1$"):
+        check_real("rho", -1, 0)
+    with pytest.raises(ValueError, match=r"^lr must be a finite number > 0, got 0$"):
+        check_real("lr", 0, 0, low_open=True)
+    with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\), got 1"):
+        check_real("fraction", 1, 0, 1, high_open=True)
+    for bad in (math.nan, math.inf, "a", None, True):
+        with pytest.raises(ValueError, match="^rho must be a finite number >= 0, got "):
+            check_real("rho", bad, 0)
+    assert check_real("p", math.inf, 1, allow_inf=True) == math.inf
+    with pytest.raises(ValueError, match=r"p must be a number in \[1, inf\] \(float\('inf'\) allowed\), got 0.5"):
+        check_real("p", 0.5, 1, allow_inf=True)
+    assert check_optional_real("x", None) is None
+
+
+def test_a_zero_dimensional_tensor_is_not_silently_taken_for_a_number():
+    with pytest.raises(ValueError, match="rho must be a finite number"):
+        check_real("rho", torch.tensor(0.5), 0)
+
+
+def test_check_choice_and_bool():
+    assert check_choice("schedule", "cosine", ("constant", "cosine")) == "cosine"
+    with pytest.raises(ValueError, match=r"^schedule must be one of 'constant', 'cosine', got 'cos'$"):
+        check_choice("schedule", "cos", ("constant", "cosine"))
+    with pytest.raises(ValueError, match="must be one of"):
+        check_choice("schedule", ["unhashable"], ("constant",))
+    assert check_bool("adaptive", np.bool_(True)) is True
+    with pytest.raises(ValueError, match=r"^freeze_bn_stats must be True or False, got 'no'$"):
+        check_bool("freeze_bn_stats", "no")

@@ -1,0 +1,158 @@
+"""sam_course.report: the glue idiom (plain numbers, words, figures) and the one verdict rule."""
+
+import numpy as np
+import pytest
+import torch
+
+from sam_course.report import as_plain_number
+
+
+@pytest.mark.parametrize("value, expected, kind", [
+    (3, 3, int), (True, 1, int), (np.int64(7), 7, int), (torch.tensor(5), 5, int),
+    (0.25, 0.25, float), (np.float32(0.5), 0.5, float), (np.float64(1.5), 1.5, float),
+    (torch.tensor(2.5, dtype=torch.float64), 2.5, float), (np.array(4.0), 4.0, float),
+])
+def test_numbers_become_plain_python_numbers(value, expected, kind):
+    out = as_plain_number(value)
+    assert type(out) is kind and out == expected
+    assert "np." not in f"{out!r}"                   # what {glue:text} would otherwise print
+
+
+@pytest.mark.parametrize("value", ["0.5", [1, 2], torch.tensor([1.0, 2.0]), np.array([1, 2]), None])
+def test_anything_else_is_a_type_error(value):
+    with pytest.raises(TypeError, match="single number"):
+        as_plain_number(value)
+
+
+# --------------------------------------------------------------------------- glue
+
+
+@pytest.fixture
+def glued(monkeypatch):
+    """What the glue helpers hand to myst_nb.glue, as a dict name -> (value, display)."""
+    import myst_nb
+
+    store = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: store.__setitem__(name, (value, display)))
+    return store
+
+
+def test_glue_number_hands_a_plain_number_without_display(glued):
+    from sam_course.report import glue_number, glue_numbers
+
+    glue_number("a", np.float64(0.25))
+    glue_numbers({"b": torch.tensor(3), "c": 1.5})
+    assert glued == {"a": (0.25, False), "b": (3, False), "c": (1.5, False)}
+    assert type(glued["a"][0]) is float and type(glued["b"][0]) is int
+
+
+def test_glue_text_markdown_and_figure(glued):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown
+
+    from sam_course.report import glue_figure, glue_markdown, glue_text
+
+    glue_text("t", "about the same")
+    glue_markdown("m", "**ahead**")
+    fig = plt.figure()
+    glue_figure("f", fig)
+    assert glued["t"] == ("about the same", False)
+    assert isinstance(glued["m"][0], Markdown) and glued["m"][0].data == "**ahead**"
+    assert glued["f"] == (fig, False)
+    assert not plt.fignum_exists(fig.number)          # closed, so it shows only where glued
+
+
+@pytest.mark.parametrize("call", [
+    lambda r: r.glue_text("t", 0.5), lambda r: r.glue_markdown("m", None), lambda r: r.glue_number("n", "0.5"),
+])
+def test_glue_refuses_the_wrong_kind(glued, call):
+    import sam_course.report as report
+
+    with pytest.raises(TypeError):
+        call(report)
+    assert glued == {}
+
+
+def test_glue_refuses_an_empty_name(glued):
+    from sam_course.report import glue_number
+
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        glue_number("", 1)
+
+
+# --------------------------------------------------------------------------- the verdict rule
+
+
+@pytest.mark.parametrize("difference, spread, expected", [
+    (0.05, 0.02, "ahead"), (-0.05, 0.02, "behind"), (0.04, 0.02, "within"), (-0.04, 0.02, "within"),
+    (0.0, 0.0, "within"), (1e-9, 0.0, "ahead"), (0.3, float("nan"), "unmeasured"), (0.3, np.float64(0.1), "ahead"),
+])
+def test_compare_is_difference_against_twice_the_spread(difference, spread, expected):
+    from sam_course.report import compare
+
+    assert compare(difference, spread) == expected
+
+
+def test_compare_factor():
+    from sam_course.report import compare
+
+    assert compare(0.15, 0.1, factor=1.0) == "ahead"
+    assert compare(0.15, 0.1) == "within"
+    with pytest.raises(ValueError, match="factor must be a finite number > 0, got 0"):
+        compare(0.15, 0.1, factor=0)
+    with pytest.raises(ValueError, match="spread must be a finite number >= 0, got -0.1"):
+        compare(0.15, -0.1)
+
+
+def test_verdict_fills_the_chapters_words():
+    from sam_course.report import verdict
+
+    words = {"ahead": "{difference:+.2f} > {factor:g} x {spread:.2f}", "behind": "behind", "within": "within",
+             "unmeasured": "one seed"}
+    assert verdict(0.5, 0.1, words) == "+0.50 > 2 x 0.10"
+    assert verdict(-0.5, 0.1, words) == "behind"
+    assert verdict(0.5, float("nan"), words) == "one seed"
+    with pytest.raises(ValueError, match="missing \\['unmeasured'\\]"):
+        verdict(0.5, 0.1, {"ahead": "", "behind": "", "within": ""})
+
+
+def test_paired_difference_against_numpy():
+    from sam_course.report import paired_difference
+
+    d = [0.01, 0.03, -0.02, 0.04]
+    mean, se = paired_difference(d)
+    assert mean == pytest.approx(np.mean(d))
+    assert se == pytest.approx(np.std(d, ddof=1) / np.sqrt(len(d)))
+    mean, se = paired_difference([0.2])
+    assert mean == 0.2 and np.isnan(se)
+    with pytest.raises(ValueError, match="at least one"):
+        paired_difference([])
+
+
+@pytest.mark.parametrize("k, n, expected", [
+    (3, 3, "holds in every one of the 3 seeds"), (0, 3, "holds in none of them"), (2, 3, "holds in 2 of 3 seeds"),
+])
+def test_count_verdict(k, n, expected):
+    from sam_course.report import count_verdict
+
+    assert count_verdict(k, n) == expected
+
+
+def test_count_verdict_refuses_k_above_n():
+    from sam_course.report import count_verdict
+
+    with pytest.raises(ValueError, match=r"k must be an int in \[0, 3\], got 4"):
+        count_verdict(4, 3)
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([1, 2, 3], "rises steadily"), ([3, 2, 1], "falls steadily"), ([1, 3, 2], "goes up and down"),
+    ([1, 1, 2], "goes up and down"),
+])
+def test_trend(values, expected):
+    from sam_course.report import trend
+
+    assert trend(values) == expected
