@@ -119,7 +119,7 @@ def test_loss_along_matches_the_model_at_zero_and_a_moved_copy_elsewhere():
     assert result.loss[1].item() == pytest.approx(expected_zero, rel=1e-6)
     assert result.accuracy[1].item() == pytest.approx(acc_zero)
     assert result.loss[2].item() == pytest.approx(expected_quarter, rel=1e-6)
-    assert L.evaluate(model, CE, (x, y))[0] == pytest.approx(expected_zero, rel=1e-6)
+    assert L.loss_and_accuracy(model, CE, (x, y))[0] == pytest.approx(expected_zero, rel=1e-6)
     flat = torch.cat([d.reshape(-1) for d in direction])
     torch.testing.assert_close(L.loss_along(model, CE, (x, y), flat, [0.25]).loss, result.loss[2:], rtol=1e-6, atol=0)
     assert_unchanged(model, before)

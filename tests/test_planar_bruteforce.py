@@ -8,20 +8,10 @@ import math
 
 import pytest
 import torch
+from helpers import quadratic_with_cross_term
 
 from sam_course import planar as fn
 from sam_course.planar.bruteforce import disk_offsets
-
-
-def quadratic_with_cross_term(a, b, c):
-    """f = (a x² + b y²) / 2 + c x y on [-5, 5]², Hessian [[a, c], [c, b]] everywhere."""
-    return fn.TestFunction(
-        name="quadratic",
-        f=lambda p: 0.5 * (a * p[..., 0] ** 2 + b * p[..., 1] ** 2) + c * p[..., 0] * p[..., 1],
-        domain=((-5.0, 5.0), (-5.0, 5.0)),
-        minima=((0.0, 0.0),),
-        min_value=0.0,
-    )
 
 
 def isotropic_quadratic():

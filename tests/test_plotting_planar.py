@@ -16,23 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import legend_texts  # noqa: E402
 from matplotlib.animation import FuncAnimation  # noqa: E402
 
 from sam_course import planar as fn  # noqa: E402
 from sam_course import plotting  # noqa: E402
 
 SF = fn.SHARP_FLAT
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-def legend_texts(ax):
-    legend = ax.get_legend()
-    return [] if legend is None else [t.get_text() for t in legend.get_texts()]
 
 
 # --------------------------------------------------------------------------

@@ -12,21 +12,10 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+from helpers import legend_texts  # noqa: E402
 
 from sam_course import plotting  # noqa: E402
 from sam_course.plotting import style  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-def legend_texts(ax):
-    legend = ax.get_legend()
-    return [] if legend is None else [t.get_text() for t in legend.get_texts()]
 
 
 def test_color_for_spellings():

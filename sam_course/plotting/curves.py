@@ -34,8 +34,8 @@ def plot_histories(
         ax: the axes to draw in.
         histories: label -> curve. A curve is a pandas Series (x = its index), a
             pair ``(x, y)``, or a 1-D sequence or tensor (x = 0, 1, ...).
-            Labels pick colours through :func:`color_for`.
-        title, xlabel, ylabel: passed to :func:`label_axes` (the legend is drawn too).
+            Labels pick colours through :func:`~sam_course.plotting.style.color_for`.
+        title, xlabel, ylabel: passed to :func:`~sam_course.plotting.style.label_axes` (the legend is drawn too).
         logy: logarithmic y axis.
 
     Returns:

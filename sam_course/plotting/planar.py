@@ -134,7 +134,7 @@ def trajectory(ax: plt.Axes, path, label: str, color=None, markers: bool = True,
         ax: the axes to draw in.
         path: the points visited, shape ``(T, 2)`` (a tensor from
             :func:`sam_course.planar.run_optimizer` or an array).
-        label: legend entry, also the key of :func:`color_for` ("Adagrad", "SAM-Adagrad", ...).
+        label: legend entry, also the key of :func:`~sam_course.plotting.style.color_for` ("Adagrad", "SAM-Adagrad", ...).
         color: overrides ``color_for(label)``.
         markers: draw the start (white circle) and end (cross) markers; they
             carry no legend entry of their own.
@@ -270,7 +270,7 @@ def animate_trajectories(
 
     Args:
         function: a :class:`sam_course.planar.TestFunction`.
-        paths: label -> path of shape ``(T, 2)``; labels pick colours through :func:`color_for`.
+        paths: label -> path of shape ``(T, 2)``; labels pick colours through :func:`~sam_course.plotting.style.color_for`.
         window, log, n, levels: passed to :func:`contour`.
         frames: the most frames, an integer >= 1.
         interval: milliseconds between frames.
