@@ -189,3 +189,17 @@ def test_build_optimizer_follows_sam_every_and_the_base_optimizer_registry():
     group = every.param_groups[0]
     assert (group["rho"], group["p"], group["lr"]) == (0.1, 1.0, 0.01)
     assert tiny_config(optimizer="adagrad", lr=0.01).label == "Adagrad"
+
+
+def test_runs_summary_counts_cached_runs_and_training_minutes(fast_loader):
+    cfg = train.RunConfig(dataset="mnist", n_train=64, n_test=32, model="mlp", model_kwargs={"hidden": (8,)},
+                          epochs=1, batch_size=32)
+    first = train.run_seeds(cfg, [0, 1], progress=False, verbose=False)
+    again = train.run_seeds(cfg, [0, 1, 2], progress=False, verbose=False)
+    summary = train.runs_summary(again, wall_seconds=2.4)
+    assert (summary.n_runs, summary.n_cached) == (3, 2)
+    expected = sum(float(r.history["seconds"].sum() + r.history["eval_seconds"].sum()) for r in again) / 60
+    assert summary.trained_minutes == pytest.approx(expected)
+    assert summary.text("ci") == (f"ci | 3 runs, 2 loaded from the cache, 2 s in this cell; {expected:.1f} min of training "
+                                  "and evaluation when they were trained (wall time on the machine that trained them)")
+    assert train.runs_summary(first, 0.0).n_cached == 0

@@ -44,7 +44,7 @@ The package re-exports its submodules' public names:
 * :mod:`~sam_course.train.config`: :class:`RunConfig` and the names it accepts;
 * :mod:`~sam_course.train.build`: data, model, optimizer and schedule of a configuration;
 * :mod:`~sam_course.train.cache`: :func:`run`, :class:`RunResult` and the cache key;
-* :mod:`~sam_course.train.tables`: :func:`results_table`, :func:`summarize`.
+* :mod:`~sam_course.train.tables`: :func:`results_table`, :func:`summarize`, :func:`runs_summary`.
 
 ``train.CACHE_VERSION`` and ``train.DATASETS`` are the objects of :mod:`~sam_course.train.cache`
 and :mod:`~sam_course.train.config`: ``train.DATASETS`` may be updated in place (tests serve a
@@ -59,7 +59,7 @@ from .evaluation import evaluate
 from .loop import FitResult, fit
 from .seeds import derive_seed
 from .steps import MSAMStep, Step, optimizer_step
-from .tables import results_table, summarize
+from .tables import RunsSummary, results_table, runs_summary, summarize
 from .tensors import DatasetTensors, as_tensors
 
 __all__ = [
@@ -81,6 +81,8 @@ __all__ = [
     "run_seeds",
     "results_table",
     "summarize",
+    "RunsSummary",
+    "runs_summary",
     "build_data",
     "build_model",
     "build_optimizer",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
 from .cache import RunResult
 from .config import RunConfig
 
-__all__ = ["results_table", "summarize"]
+__all__ = ["results_table", "summarize", "RunsSummary", "runs_summary"]
 
 
 def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
@@ -69,3 +70,34 @@ def summarize(results: Iterable[RunResult], metrics: Sequence[str] = ("final_tes
     out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
     out["n"] = grouped.size()
     return out.reset_index()
+
+
+@dataclass(frozen=True)
+class RunsSummary:
+    """What a chapter says about the runs it just trained or loaded (chapters 7 and 11).
+
+    Attributes:
+        n_runs: how many runs.
+        n_cached: how many of them came from the run cache.
+        trained_minutes: training plus evaluation time of all of them, in minutes of wall time on
+            the machine that trained them (the ``seconds`` and ``eval_seconds`` columns).
+        wall_seconds: the wall time the caller measured around training or loading them.
+    """
+
+    n_runs: int
+    n_cached: int
+    trained_minutes: float
+    wall_seconds: float
+
+    def text(self, describe: str) -> str:
+        """One line for the chapter's output, after the profile's ``describe()``."""
+        return (f"{describe} | {self.n_runs} runs, {self.n_cached} loaded from the cache, "
+                f"{self.wall_seconds:.0f} s in this cell; {self.trained_minutes:.1f} min of training and evaluation "
+                "when they were trained (wall time on the machine that trained them)")
+
+
+def runs_summary(results: Iterable[RunResult], wall_seconds: float) -> RunsSummary:
+    """Count ``results``, those loaded from the cache, and the minutes they took to train."""
+    results = list(results)
+    seconds = sum(r.history[["seconds", "eval_seconds"]].to_numpy().sum() for r in results)
+    return RunsSummary(len(results), sum(bool(r.from_cache) for r in results), float(seconds) / 60, float(wall_seconds))
