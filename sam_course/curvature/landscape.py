@@ -229,7 +229,7 @@ def random_direction(model: nn.Module, seed: int = 0, filter_normalize: bool = T
 def loss_and_accuracy(model: nn.Module, loss_fn: LossFn, data) -> tuple[float, float | None]:
     """Mean loss and accuracy of the model on ``data``, in eval mode (modes restored). Chapter 9.
 
-    The batches of ``data`` follow :mod:`sam_course._params`; for whole datasets and the
+    The batches of ``data`` follow the conventions of ``sam_course._params``; for whole datasets and the
     training loop's metrics see :func:`sam_course.train.evaluation.evaluate`.
 
     Returns:
