@@ -30,6 +30,7 @@ __all__ = [
     "glue_text",
     "glue_markdown",
     "glue_figure",
+    "text_table",
     "COMPARISONS",
     "compare",
     "verdict",
@@ -106,6 +107,24 @@ def glue_figure(name: str, fig) -> None:
 
     _glue(name, fig)
     plt.close(fig)
+
+
+def text_table(table, name: str = "value"):
+    """A table of words (a chapter's set-up, say) shown whole, left-aligned.
+
+    pandas cuts every cell of a DataFrame's display at 50 characters (``display.max_colwidth``),
+    which leaves a set-up table ending in "..."; a Styler shows the full text.
+
+    Args:
+        table: a ``pandas.DataFrame``, or a mapping ``row label -> value`` (one column, ``name``).
+
+    Returns:
+        A ``pandas.io.formats.style.Styler``, the last expression of a cell.
+    """
+    import pandas as pd
+
+    frame = table if isinstance(table, pd.DataFrame) else pd.Series(dict(table), name=name).to_frame()
+    return frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})
 
 
 #: The outcomes of :func:`compare`.

@@ -156,3 +156,17 @@ def test_trend(values, expected):
     from sam_course.report import trend
 
     assert trend(values) == expected
+
+
+def test_text_table_shows_long_text_whole():
+    import pandas as pd
+
+    from sam_course.report import text_table
+
+    long = "Fashion-MNIST (CIFAR-10 stand-in), 900 noisy training images and 100 clean validation images"
+    with pd.option_context("display.max_colwidth", 50):
+        assert "..." in pd.Series({"data": long}, name="value").to_frame()._repr_html_()
+        html = text_table({"data": long, "epochs": 20})._repr_html_()
+    assert long in html and "..." not in html and ">value<" in html
+    frame = pd.DataFrame({"paper": ["ResNet-32, " + long]}, index=["model"])
+    assert ("ResNet-32, " + long) in text_table(frame)._repr_html_()

@@ -142,6 +142,71 @@ def test_toc_pages_were_built():
     assert not missing, f"pages of _toc.yml missing from {HTML_DIR}: {missing}"
 
 
+# ------------------------------------------------------------------ static checks of the HTML
+# Defects a reader sees that the browser check above cannot: prose swallowed into a math span by
+# mismatched `$`, pandas tables cut short, Markdown printed raw in an output, a role's default text
+# doubled ("exercise Exercise 6"), placeholders left in the text.
+
+MATH_SPAN = re.compile(r'<(span|div) class="math[^"]*">(.*?)</\1>', re.S)
+#: In a math span's TeX these mean the span holds prose or a role: its `$` were mismatched.
+PROSE_IN_MATH = re.compile(r"\{(glue|term|ref|cite)|`|\\\)\s*\w|\w\s*\\\(|(?:\b[a-z]{3,}\b[ ,.;]+){6,}")
+OUTPUT_BLOCK = re.compile(r'<div class="cell_output[^"]*">(.*?)</div>\s*</div>', re.S)
+TRUNCATED_CELL = re.compile(r"<t[dh][^>]*>[^<]*(\.\.\.|…)\s*</t[dh]>")
+PLACEHOLDERS = re.compile(r"<repository URL>|\bTODO\b|\bFIXME\b|\b(exercise|section|fig\.?|table|chapter) \1\b", re.I)
+
+
+def page_html(path: str) -> str:
+    return (HTML_DIR / path).read_text(encoding="utf-8")
+
+
+def visible_text(fragment: str) -> str:
+    """The text of an HTML fragment, tags and scripts removed, entities decoded."""
+    fragment = re.sub(r"<(script|style)\b.*?</\1>", "", fragment, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def static_defects(source: str) -> list[str]:
+    """Everything :data:`PROSE_IN_MATH`, :data:`TRUNCATED_CELL`, raw Markdown in outputs and
+    :data:`PLACEHOLDERS` find in one page's HTML."""
+    found = []
+    for _, tex in MATH_SPAN.findall(source):
+        tex = html.unescape(tex)
+        # Words inside \text{...} are meant (a function's name beside a formula, say).
+        if PROSE_IN_MATH.search(re.sub(r"\\text\{[^{}]*\}", "", tex)):
+            found.append(f"prose or a role inside math (mismatched $?): {tex.strip()[:160]!r}")
+    for block in OUTPUT_BLOCK.findall(source):
+        if TRUNCATED_CELL.search(block):
+            found.append("a table in a cell output is cut with '...' (pass the columns it needs, or widen pandas' limits)")
+        text = visible_text(block)
+        if re.search(r"\*\*\S[^*\n]*\S\*\*", text):
+            found.append(f"Markdown printed raw in a cell output: {text.strip()[:160]!r}")
+    body = source.split('<article', 1)[-1]
+    text = re.sub(r"<(pre|code)\b.*?</\1>", "", body, flags=re.S)
+    for match in PLACEHOLDERS.finditer(visible_text(text)):
+        found.append(f"placeholder or doubled word in the text: {match.group(0)!r}")
+    return found
+
+
+def test_static_checks_find_known_defects():
+    """The checks above are not vacuous: each finds the defect it names."""
+    bad = ('<article><span class="math notranslate nohighlight">\\(S_m\\) is the quantity each SAM step pushed '
+           'down, and {glue:text}`ch09_rho:g` is\\(</span> see exercise Exercise 6 and git+&lt;repository URL&gt;'
+           '<div class="cell_output docutils container"><div class="output"><table><tr><td>...</td></tr></table>'
+           '</div></div><div class="cell_output docutils container"><div class="output"><pre>SAM is **ahead**</pre>'
+           '</div></div></article>')
+    found = "\n".join(static_defects(bad))
+    for expected in ("inside math", "cut with", "Markdown printed raw", "'exercise Exercise'", "<repository URL>"):
+        assert expected in found, (expected, found)
+    good = '<article><span class="math notranslate nohighlight">\\(\\hat\\epsilon = \\rho g\\)</span> Fine.</article>'
+    assert static_defects(good) == []
+
+
+@pytest.mark.parametrize("path", page_paths())
+def test_page_has_no_static_defects(path):
+    defects = static_defects(page_html(path))
+    assert not defects, f"{path}:\n" + "\n".join(defects)
+
+
 JS_MAIN_TEXT = """() => {
     const main = document.querySelector('main article') || document.querySelector('main')
         || document.body;
