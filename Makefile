@@ -97,6 +97,10 @@ book: setup
 	@echo ">>> building the book, profile $(BOOK_PROFILE), into $(BOOK_HTML)"
 	@$(PY) tools/cache_guard.py $(BOOK_OUT)/_build
 	SAM_COURSE_PROFILE=$(BOOK_PROFILE) $(JB) build . --path-output $(BOOK_OUT) $(STRICT)
+	@# The glued verdicts (who is ahead, whether a claim holds) against the reviewed ones.
+	@if [ -f book/verdicts/$(BOOK_PROFILE).json ]; then \
+	  $(PY) tools/check_verdicts.py $(BOOK_PROFILE) $(BOOK_OUT)/_build/.jupyter_cache; \
+	else echo "(no stored verdicts for profile $(BOOK_PROFILE): tools/check_verdicts.py --update stores them)"; fi
 	@echo
 	@echo "The book is in $(BOOK_HTML). Open it: file://$(abspath $(BOOK_HTML))/index.html"
 	@echo "(or run 'make serve' and visit http://localhost:8000)"
@@ -127,7 +131,8 @@ test: setup check-system lint
 	@# Two pytest workers share the two cores: one thread each, or OpenMP's spinning threads
 	@# fight over the cores and every notebook runs several times slower.
 	OMP_NUM_THREADS=1 SAM_COURSE_PROFILE=ci BOOK_HTML=$(CI_HTML) BOOK_BUILD_EXIT_CODE=$(CI_OUT)/build-exit-code \
-	  $(PY) -m pytest tests $$($(PY) tools/toc_notebooks.py) tools/check_rendered.py \
+	  VERDICTS_CACHE=$(CI_OUT)/_build/.jupyter_cache \
+	  $(PY) -m pytest tests $$($(PY) tools/toc_notebooks.py) tools/check_rendered.py tools/check_verdicts.py \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -n 2 --dist loadscope
 
 # ---------------------------------------------------------------------------------------------
