@@ -504,3 +504,12 @@ def test_readme_python_examples_run():
         before = [p.detach().clone() for p in model.parameters()]
         exec(compile(block, "README.md", "exec"), namespace)
         assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters())), block[:80]
+
+
+def test_stored_verdicts_cover_exactly_the_glued_verdict_keys():
+    """book/verdicts/<profile>.json holds one masked entry per key of tools/check_verdicts.VERDICT_KEYS."""
+    verdicts = _load_tool("check_verdicts")
+    for profile in ("ci", "book"):
+        stored = json.loads((ROOT / "book" / "verdicts" / f"{profile}.json").read_text(encoding="utf-8"))
+        assert sorted(stored) == sorted(verdicts.VERDICT_KEYS), profile
+        assert all(verdicts.mask(v) == v for v in stored.values()), f"{profile}: numbers must be masked"
