@@ -16,12 +16,20 @@ from torch import Tensor, nn
 
 from .._checks import check_bool, check_real
 
-__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p"]
+__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p", "require_closure"]
 
 
 def check_rho(rho, name: str = "rho") -> float:
     """``rho`` (a radius, in the parameters' units) as a finite float >= 0."""
     return check_real(name, rho, 0)
+
+
+def require_closure(closure, owner: str, alternative: str = "") -> None:
+    """Raise ``RuntimeError`` when ``owner.step`` was called without a closure; ``alternative``
+    ends the message with what else the caller can do."""
+    if closure is None:
+        raise RuntimeError(f"{owner}.step needs a closure that does forward + backward and returns the loss "
+                           f"(opt.step(closure)){alternative}")
 
 
 def check_p(p, name: str = "p") -> float:
@@ -323,13 +331,9 @@ class SAM(torch.optim.Optimizer):
         Returns:
             The loss of the first call (at ``w``).
         """
-        if closure is None:
-            raise RuntimeError(
-                "SAM.step needs a closure that does forward + backward and returns the loss "
-                "(opt.step(closure)); or call opt.first_step() and opt.second_step() yourself. "
-                "With a torch.amp.GradScaler, scaler.step(sam) cannot work (it unscales only one of "
-                "the two gradients): use sam_course.optim.distributed.SAMStep(model, sam, scaler=scaler)"
-            )
+        require_closure(closure, "SAM", "; or call opt.first_step() and opt.second_step() yourself. "
+                        "With a torch.amp.GradScaler, scaler.step(sam) cannot work (it unscales only one of "
+                        "the two gradients): use sam_course.optim.distributed.SAMStep(model, sam, scaler=scaler)")
         closure = torch.enable_grad()(closure)
         self.zero_grad()
         loss = closure()

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_optional_int, check_real
-from .sam import SAM, global_norm
+from .sam import SAM, global_norm, require_closure
 
 __all__ = ["DEFAULT_ALPHA", "SAMEveryK", "LookSAM", "orthogonal_component", "forward_backward_passes"]
 
@@ -167,11 +167,7 @@ class SAMEveryK(SAM):
         Returns:
             The loss of the first call (at ``w``).
         """
-        if closure is None:
-            raise RuntimeError(
-                "SAMEveryK.step needs a closure that does forward + backward and returns the loss "
-                "(opt.step(closure)); or call opt.first_step() (when opt.next_is_sam) and opt.second_step()"
-            )
+        require_closure(closure, "SAMEveryK", "; or call opt.first_step() (when opt.next_is_sam) and opt.second_step()")
         if self.next_is_sam:
             return super().step(closure)
         closure = torch.enable_grad()(closure)
@@ -288,10 +284,7 @@ class LookSAM(SAM):
         Returns:
             The loss of the first call (at ``w``).
         """
-        if closure is None:
-            raise RuntimeError(
-                "LookSAM.step needs a closure that does forward + backward and returns the loss (opt.step(closure))"
-            )
+        require_closure(closure, "LookSAM")
         closure = torch.enable_grad()(closure)
         self.zero_grad()
         loss = closure()
