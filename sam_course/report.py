@@ -31,6 +31,8 @@ __all__ = [
     "glue_markdown",
     "glue_figure",
     "text_table",
+    "readable_name",
+    "readable",
     "COMPARISONS",
     "compare",
     "verdict",
@@ -125,6 +127,43 @@ def text_table(table, name: str = "value"):
 
     frame = table if isinstance(table, pd.DataFrame) else pd.Series(dict(table), name=name).to_frame()
     return frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})
+
+
+#: Words for the statistic suffixes that :func:`sam_course.train.summarize` appends.
+_STATISTICS = {"mean": "mean", "std": "std", "n": "runs"}
+#: Abbreviations a reader knows spelled out; Greek letters for the hyper-parameters.
+_WORDS = {"acc": "accuracy", "sam_rho": "ρ", "rho": "ρ", "lr": "learning rate", "lmax": "λmax",
+          "lambda_max": "λmax", "sam_adaptive": "adaptive", "noise_rate": "noise rate"}
+
+
+def readable_name(name) -> str:
+    """A column name for a reader: ``"final_test_acc_mean"`` -> ``"final test accuracy (mean)"``.
+
+    Snake-case identifiers (the fields of :class:`~sam_course.train.RunConfig` and the columns of
+    :func:`~sam_course.train.summarize`) become words; any other name is returned unchanged.
+    """
+    if not isinstance(name, str) or " " in name or not name.islower():
+        return name
+    if name in _WORDS:
+        return _WORDS[name]
+    stem, _, stat = name.rpartition("_")
+    suffix = ""
+    if stem and stat in ("mean", "std"):
+        name, suffix = stem, f" ({_STATISTICS[stat]})"
+    elif name == "n":
+        return "runs"
+    words = [_WORDS.get(part, part) for part in name.split("_")]
+    return " ".join(words) + suffix
+
+
+def readable(table):
+    """A copy of a ``pandas.DataFrame`` whose column and index names are :func:`readable_name`'s.
+
+    For display only: the cells that follow a table keep indexing the original names.
+    """
+    out = table.rename(columns=readable_name)
+    out.index = out.index.set_names([readable_name(n) for n in out.index.names])
+    return out
 
 
 #: The outcomes of :func:`compare`.

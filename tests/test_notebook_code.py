@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import toc_notebooks  # noqa: E402
+from tag_cells import HIDING_TAGS, is_bookkeeping  # noqa: E402
 
 CHAPTERS = toc_notebooks.toc_notebooks()
 #: A code cell with more non-blank lines than this says why in a comment that starts with
@@ -122,3 +123,18 @@ def test_cells_are_short(path):
             if sum(1 for line in source.splitlines() if line.strip()) > MAX_CELL_LINES and LONG_CELL_MARK not in source]
     assert not long, (f"{path.name}: {len(long)} code cells over {MAX_CELL_LINES} lines without a "
                       f"'{LONG_CELL_MARK} <why>' comment, starting: {long}")
+
+
+def test_the_bookkeeping_rule_can_fail():
+    assert is_bookkeeping('x = 1\nglue_number("k", x)')
+    assert not is_bookkeeping('glue_number("k", 1)\ntable')
+    assert not is_bookkeeping("x = 1")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_bookkeeping_cells_are_hidden(path):
+    """A cell that only glues values is folded in the rendered book (``tools/tag_cells.py`` tags them)."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    shown = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and is_bookkeeping("".join(c["source"]))
+             and not HIDING_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    assert not shown, f"{path.name}: cells {shown} only glue values; tag them hide-input (python tools/tag_cells.py)"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from sam_course import report
 from sam_course.report import as_plain_number
 
 
@@ -170,3 +171,23 @@ def test_text_table_shows_long_text_whole():
     assert long in html and "..." not in html and ">value<" in html
     frame = pd.DataFrame({"paper": ["ResNet-32, " + long]}, index=["model"])
     assert ("ResNet-32, " + long) in text_table(frame)._repr_html_()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("final_test_acc_mean", "final test accuracy (mean)"), ("best_epoch_std", "best epoch (std)"),
+    ("n", "runs"), ("sam_rho", "ρ"), ("label", "label"), ("test acc", "test acc"), ("Adam", "Adam"), (0.05, 0.05),
+])
+def test_readable_name(name, expected):
+    assert report.readable_name(name) == expected
+
+
+def test_readable_renames_columns_and_index_but_not_the_original():
+    import pandas as pd
+
+    table = pd.DataFrame({"final_test_acc_mean": [0.5], "n": [3]},
+                         index=pd.Index([0.05], name="sam_rho"))
+    shown = report.readable(table)
+    assert list(shown.columns) == ["final test accuracy (mean)", "runs"]
+    assert shown.index.names == ["ρ"]
+    assert list(table.columns) == ["final_test_acc_mean", "n"] and table.index.name == "sam_rho"
+    assert shown.iloc[0, 0] == 0.5

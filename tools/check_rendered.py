@@ -153,6 +153,15 @@ PROSE_IN_MATH = re.compile(r"\{(glue|term|ref|cite)|`|\\\)\s*\w|\w\s*\\\(|(?:\b[
 OUTPUT_BLOCK = re.compile(r'<div class="cell_output[^"]*">(.*?)</div>\s*</div>', re.S)
 TRUNCATED_CELL = re.compile(r"<t[dh][^>]*>[^<]*(\.\.\.|…)\s*</t[dh]>")
 PLACEHOLDERS = re.compile(r"<repository URL>|\bTODO\b|\bFIXME\b|\b(exercise|section|fig\.?|table|chapter) \1\b", re.I)
+#: A table header that is a Python identifier (``final_test_acc_mean``): report.readable renames it.
+RAW_HEADER = re.compile(r"<th[^>]*>\s*([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*</th>")
+#: A number where a reference belongs: exercises and figures are numbered book-wide, so a typed
+#: number goes stale when one is added; {ref}/{numref} keep it right.
+#: ("Figure 3" is left alone: the chapters cite the paper's figures by their number.)
+TYPED_REFERENCE = re.compile(r"\b[Ee]xercises? \d+\b|\bFig\. \d+\b")
+#: Elements whose text is generated (links, captions' numbers, admonition titles) or is code.
+GENERATED = re.compile(r'<(a|pre|code|script|style)\b.*?</\1>|<span class="caption-number">.*?</span>'
+                       r'|<p class="admonition-title">.*?</p>', re.S)
 
 
 def page_html(path: str) -> str:
@@ -180,10 +189,18 @@ def static_defects(source: str) -> list[str]:
         text = visible_text(block)
         if re.search(r"\*\*\S[^*\n]*\S\*\*", text):
             found.append(f"Markdown printed raw in a cell output: {text.strip()[:160]!r}")
+        for header in RAW_HEADER.findall(block):
+            found.append(f"a table shows the raw column name {header!r} (show report.readable(table))")
     body = source.split('<article', 1)[-1]
     text = re.sub(r"<(pre|code)\b.*?</\1>", "", body, flags=re.S)
     for match in PLACEHOLDERS.finditer(visible_text(text)):
         found.append(f"placeholder or doubled word in the text: {match.group(0)!r}")
+    prose = visible_text(GENERATED.sub("", OUTPUT_BLOCK.sub("", body)))
+    for match in TYPED_REFERENCE.finditer(prose):
+        found.append(f"a reference typed as a number (use {{ref}} or {{numref}}): {match.group(0)!r}")
+    for match in re.finditer(r"\bnan\b", prose, re.I):
+        context = prose[max(0, match.start() - 60):match.end()]
+        found.append(f"'nan' in the prose (a glued value that is not a number): {context!r}")
     return found
 
 
@@ -193,11 +210,14 @@ def test_static_checks_find_known_defects():
            'down, and {glue:text}`ch09_rho:g` is\\(</span> see exercise Exercise 6 and git+&lt;repository URL&gt;'
            '<div class="cell_output docutils container"><div class="output"><table><tr><td>...</td></tr></table>'
            '</div></div><div class="cell_output docutils container"><div class="output"><pre>SAM is **ahead**</pre>'
-           '</div></div></article>')
+           '</div></div><div class="cell_output docutils container"><div class="output"><table><tr>'
+           '<th>final_test_acc_mean</th></tr></table></div></div> as exercise 12 shows, a gain of nan points.</article>')
     found = "\n".join(static_defects(bad))
-    for expected in ("inside math", "cut with", "Markdown printed raw", "'exercise Exercise'", "<repository URL>"):
+    for expected in ("inside math", "cut with", "Markdown printed raw", "'exercise Exercise'", "<repository URL>",
+                     "raw column name 'final_test_acc_mean'", "typed as a number", "'nan' in the prose"):
         assert expected in found, (expected, found)
-    good = '<article><span class="math notranslate nohighlight">\\(\\hat\\epsilon = \\rho g\\)</span> Fine.</article>'
+    good = ('<article><span class="math notranslate nohighlight">\\(\\hat\\epsilon = \\rho g\\)</span> Fine, see '
+            '<a href="#ex">Exercise 12</a>.<p class="admonition-title">Exercise 3</p><code>n_nan = 1</code></article>')
     assert static_defects(good) == []
 
 
