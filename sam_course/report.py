@@ -133,7 +133,8 @@ def text_table(table, name: str = "value"):
 _STATISTICS = {"mean": "mean", "std": "std", "n": "runs"}
 #: Abbreviations a reader knows spelled out; Greek letters for the hyper-parameters.
 _WORDS = {"acc": "accuracy", "sam_rho": "ρ", "rho": "ρ", "lr": "learning rate", "lmax": "λmax",
-          "lambda_max": "λmax", "sam_adaptive": "adaptive", "noise_rate": "noise rate"}
+          "lambda_max": "λmax", "sam_adaptive": "adaptive", "noise_rate": "noise rate", "eps_hat": "ε̂",
+          "ms": "(ms)", "q25": "25 % quantile", "q75": "75 % quantile", "median": "median"}
 
 
 def readable_name(name) -> str:
