@@ -227,3 +227,14 @@ def test_maximize_equals_sam_minimizing_the_negated_loss(name, base, kwargs, sam
         down.step(closure_for(b, x, y, sign=-1.0))
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
+
+
+def test_replacing_param_groups_replaces_them_for_the_base_optimizer_too():
+    """Lightning's BaseFinetuning assigns optimizer.param_groups on resume; the base must follow."""
+    model = net()
+    opt = SAM(model[0].parameters(), torch.optim.SGD, lr=0.1)
+    opt.param_groups = [*opt.param_groups, {**opt.param_groups[0], "params": list(model[2].parameters())}]
+    assert opt.base_optimizer.param_groups is opt.param_groups and len(opt.param_groups) == 2
+    before = [p.detach().clone() for p in model[2].parameters()]
+    opt.step(closure_for(model, *data(1)[0]))
+    assert all(not torch.equal(p, q) for p, q in zip(model[2].parameters(), before))  # the base stepped them

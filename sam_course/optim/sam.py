@@ -260,6 +260,26 @@ class SAM(torch.optim.Optimizer):
         self._saved: dict[Tensor, Tensor] = {}
         self._active: list[Tensor] = []
 
+    @property
+    def param_groups(self) -> list[dict]:
+        """The parameter groups, one list of dicts shared with :attr:`base_optimizer`."""
+        return self._param_groups
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict]) -> None:
+        # Code that replaces the list (load_state_dict, Lightning's BaseFinetuning on resume)
+        # replaces it for the base optimizer too, so the two never drift apart.
+        self._param_groups = groups
+        base = self.__dict__.get("base_optimizer")
+        if base is not None:
+            base.param_groups = groups
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        if "param_groups" in state:
+            self.param_groups = state.pop("param_groups")  # through the setter, not into __dict__
+        super().__setstate__(state)
+
     @staticmethod
     def _check_group_settings(values: dict) -> None:
         check_rho(values["rho"], "rho")
@@ -474,4 +494,3 @@ class SAM(torch.optim.Optimizer):
         self._restore()
         self.base_optimizer.load_state_dict(base)
         super().load_state_dict(state_dict)
-        self.base_optimizer.param_groups = self.param_groups
