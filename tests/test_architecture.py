@@ -55,7 +55,7 @@ def internal_imports(name: str) -> set[str]:
 
 
 def layer(name: str) -> str:
-    """``checks``, ``params``, ``optim``, ``book`` (plotting, report) or ``lab`` (everything else)."""
+    """``checks``, ``params``, ``optim``, ``integrations``, ``book`` (plotting, report) or ``lab`` (everything else)."""
     rel = name.removeprefix("sam_course").lstrip(".")
     top = rel.split(".")[0]
     if top == "_checks":
@@ -64,6 +64,8 @@ def layer(name: str) -> str:
         return "params"
     if top == "optim":
         return "optim"
+    if top == "integrations":
+        return "integrations"
     if top in ("plotting", "report"):
         return "book"
     return "top" if rel == "" else "lab"
@@ -74,6 +76,8 @@ ALLOWED = {
     "checks": set(),
     "params": {"checks"},
     "optim": {"optim", "checks", "params"},
+    # Adapters to training frameworks: the optimizer and nothing of the lab.
+    "integrations": {"integrations", "optim", "checks", "params"},
     "lab": {"lab", "optim", "checks", "params"},
     "book": {"book", "lab", "optim", "checks", "params"},
     "top": {"optim"},
@@ -122,14 +126,23 @@ def test_no_private_name_is_imported_across_modules(name):
 
 
 FORBIDDEN_AFTER_SAM = ["pandas", "matplotlib", "scipy", "torchvision", "seaborn", "mlxtend", "sam_course.data",
-                       "sam_course.train", "sam_course.models", "sam_course.plotting", "sam_course.report"]
+                       "sam_course.train", "sam_course.models", "sam_course.plotting", "sam_course.report",
+                       "lightning", "transformers", "timm", "accelerate", "sam_course.integrations"]
 
 
-@pytest.mark.parametrize("statement", ["from sam_course import SAM", "from sam_course.optim import SAM, LookSAM"])
+@pytest.mark.parametrize("statement", ["import sam_course", "from sam_course import SAM",
+                                       "from sam_course.optim import SAM, LookSAM"])
 def test_importing_the_optimizer_loads_torch_and_nothing_of_the_lab(statement):
     code = f"import sys\n{statement}\nprint(sorted(m for m in {FORBIDDEN_AFTER_SAM!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", f"{statement} loaded {out.stdout.strip()}"
+
+
+def test_integrations_import_only_their_framework_and_the_optimizer():
+    """Each adapter imports its framework at the top (it is importable only where that is installed)."""
+    assert layer("sam_course.integrations.lightning") == "integrations" and "lab" not in ALLOWED["integrations"]
+    assert "lightning" in {m.split(".")[0] for m in imports_of(MODULES["sam_course.integrations.lightning"])}
+    assert "integrations" not in ALLOWED["optim"] | ALLOWED["top"]
 
 
 def test_lazy_modules_load_on_first_use():

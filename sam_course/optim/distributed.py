@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int
+from .._checks import check_bool, check_int, check_optional_real
 from .._params import LossFn
 from .sam import SAM, frozen_batchnorm_stats
 
@@ -91,6 +91,11 @@ class SAMStep:
             (``torch.bfloat16`` on a CPU, ``torch.float16`` or ``torch.bfloat16`` on a GPU), or None.
         freeze_bn_stats: keep BatchNorm running statistics out of the second pass
             (:func:`~sam_course.optim.frozen_batchnorm_stats`).
+        max_grad_norm: None, or clip the gradient the base optimizer applies (the second one, at
+            ``w + eps_hat``) to this global 2-norm over all of the optimizer's parameters
+            (``torch.nn.utils.clip_grad_norm_``), a finite number > 0. Under a GradScaler it is
+            unscaled first, so the bound is in the gradient's own units. The first gradient is
+            not clipped: for ``p = 2`` that would change nothing (``eps_hat`` is normalized).
 
     Calling the object, ``step(inputs, targets, loss_fn)``, zeroes the gradients, runs both passes
     and the base optimizer's step, and returns the batch loss at ``w`` (a detached 0-d tensor,
@@ -99,7 +104,8 @@ class SAMStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, sync_perturbation: bool = False,
                  accumulation_steps: int = 1, scaler: torch.amp.GradScaler | None = None,
-                 autocast_dtype: torch.dtype | None = None, freeze_bn_stats: bool = True) -> None:
+                 autocast_dtype: torch.dtype | None = None, freeze_bn_stats: bool = True,
+                 max_grad_norm: float | None = None) -> None:
         if not isinstance(optimizer, SAM):
             raise ValueError(f"optimizer must be a sam_course.SAM, got {type(optimizer).__name__}")
         if not isinstance(model, nn.Module):
@@ -131,6 +137,7 @@ class SAMStep:
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
         self.autocast_dtype = autocast_dtype
         self.freeze_bn_stats = bool(freeze_bn_stats)
+        self.max_grad_norm = check_optional_real("max_grad_norm", max_grad_norm, 0, low_open=True)
         self.last_step_skipped = False
         self._device_type = next(model.parameters()).device.type
 
@@ -182,6 +189,12 @@ class SAMStep:
                 v.copy_(shared.to(v.device))
         return not bool(flag > 0)
 
+    def _clip(self) -> None:
+        if self.max_grad_norm is not None:
+            params = [q for group in self.optimizer.param_groups for q in group["params"] if q.grad is not None]
+            # An inf or NaN gradient stays non-finite after clipping, so the scaler still skips.
+            nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+
     def step(self, inputs: Tensor, targets: Tensor, loss_fn: LossFn) -> Tensor:
         """One SAM step on ``(inputs, targets)``; ``loss_fn(outputs, targets)`` must average over examples."""
         micro = self._micro_batches(inputs, targets)
@@ -203,9 +216,14 @@ class SAMStep:
             opt.restore()
             raise
         if self.scaler is None:
+            self._clip()
             opt.second_step(zero_grad=True)
             return loss
         opt.restore()
+        if self.max_grad_norm is not None:
+            # Unscaled once here; scaler.step then knows and does not unscale again.
+            self.scaler.unscale_(opt.base_optimizer)
+            self._clip()
         # scaler.step unscales the second gradient, skips the base step when it is not finite.
         self.scaler.step(opt.base_optimizer)
         self.last_step_skipped = any(bool(v.item()) for v in self._found_inf(opt.base_optimizer).values())

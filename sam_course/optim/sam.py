@@ -8,6 +8,7 @@ and one at ``w + eps_hat``, which the base optimizer then applies at ``w`` (chap
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 
@@ -16,7 +17,11 @@ from torch import Tensor, nn
 
 from .._checks import check_bool, check_real
 
-__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p", "require_closure"]
+__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p", "require_closure",
+           "check_base_optimizer"]
+
+#: SAM's own per-group settings, next to the base optimizer's (``lr``, ``momentum``, ...).
+SAM_GROUP_KEYS = ("rho", "p", "adaptive", "eta")
 
 
 def check_rho(rho, name: str = "rho") -> float:
@@ -30,6 +35,31 @@ def require_closure(closure, owner: str, alternative: str = "") -> None:
     if closure is None:
         raise RuntimeError(f"{owner}.step needs a closure that does forward + backward and returns the loss "
                            f"(opt.step(closure)){alternative}")
+
+
+def check_base_optimizer(base_optimizer, owner: str = "SAM") -> type[torch.optim.Optimizer]:
+    """``base_optimizer`` when it is a ``torch.optim.Optimizer`` subclass that SAM can drive.
+
+    Refused: an instance instead of the class, SAM itself, and an optimizer whose ``step``
+    requires a closure (``torch.optim.LBFGS``): it re-evaluates the loss several times inside one
+    step, at points of its own choosing, while SAM hands the base optimizer one fixed gradient
+    taken at ``w + eps_hat``.
+    """
+    if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
+        raise ValueError(
+            "base_optimizer must be a torch.optim.Optimizer subclass (the class, e.g. "
+            f"torch.optim.SGD, not an instance), got {base_optimizer!r}"
+        )
+    if issubclass(base_optimizer, SAM):
+        raise ValueError("base_optimizer must not be SAM itself")
+    closure = inspect.signature(base_optimizer.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise ValueError(
+            f"base_optimizer must take a step without a closure, got {base_optimizer.__name__}, whose step(closure) "
+            f"re-evaluates the loss itself (a line search): {owner} applies one gradient, taken at w + eps_hat, "
+            "and cannot hand it a closure. Use a first-order optimizer (SGD, Adam, ...)"
+        )
+    return base_optimizer
 
 
 def check_p(p, name: str = "p") -> float:
@@ -191,8 +221,22 @@ class SAM(torch.optim.Optimizer):
     group then scales its part by its own ``rho``.
 
     Use either ``step(closure)``, where the closure does forward and backward and returns the
-    loss (it need not zero gradients: ``step`` does that before each pass), or call
-    ``first_step`` and ``second_step`` around your own second backward pass.
+    loss, or call ``first_step`` and ``second_step`` around your own second backward pass.
+    Gradients in ``step(closure)``, as in ``torch.optim``: they are not zeroed before the first
+    call, whose backward adds to what ``.grad`` holds (earlier micro-batches), and ``eps_hat``
+    comes from that total. Before the second call ``.grad`` is zeroed: the base optimizer applies
+    the closure's gradient at ``w + eps_hat``, its batch only (earlier micro-batches cannot be
+    re-evaluated there; a closure that runs them all gives SAM on all of them). After the update
+    ``.grad`` is zeroed again, so the applied perturbed gradient cannot leak into the next step.
+    While perturbed (after ``first_step``), ``step()`` is ``second_step()`` (for frameworks that
+    call ``optimizer.step()`` themselves) and ``step(closure)`` runs the closure at
+    ``w + eps_hat`` first (:meth:`complete_step`); otherwise ``step()`` needs a closure.
+
+    Gradient clipping belongs on the gradient the base optimizer applies: after the second
+    backward, before ``second_step``. Clipping the first gradient by its global norm changes
+    nothing for ``p = 2`` (``eps_hat`` is normalized). A base optimizer with ``maximize=True``
+    gets the worst case of the maximized objective, ``-eps_hat`` (the run equals SAM minimizing
+    ``-L``); one whose ``step`` requires a closure (LBFGS) is refused (:func:`check_base_optimizer`).
     """
 
     def __init__(
@@ -205,13 +249,7 @@ class SAM(torch.optim.Optimizer):
         eta: float = 0.01,
         **base_kwargs,
     ) -> None:
-        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
-            raise ValueError(
-                "base_optimizer must be a torch.optim.Optimizer subclass (the class, e.g. "
-                f"torch.optim.SGD, not an instance), got {base_optimizer!r}"
-            )
-        if isinstance(base_optimizer, type) and issubclass(base_optimizer, SAM):
-            raise ValueError("base_optimizer must not be SAM itself")
+        check_base_optimizer(base_optimizer, type(self).__name__)
         defaults = dict(rho=rho, p=p, adaptive=adaptive, eta=eta)
         super().__init__(params, defaults)
         # The base optimizer shares the very same group dicts, so schedulers that change
@@ -222,15 +260,59 @@ class SAM(torch.optim.Optimizer):
         self._saved: dict[Tensor, Tensor] = {}
         self._active: list[Tensor] = []
 
+    @property
+    def param_groups(self) -> list[dict]:
+        """The parameter groups, one list of dicts shared with :attr:`base_optimizer`."""
+        return self._param_groups
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict]) -> None:
+        # Code that replaces the list (load_state_dict, Lightning's BaseFinetuning on resume)
+        # replaces it for the base optimizer too, so the two never drift apart.
+        self._param_groups = groups
+        base = self.__dict__.get("base_optimizer")
+        if base is not None:
+            base.param_groups = groups
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        if "param_groups" in state:
+            self.param_groups = state.pop("param_groups")  # through the setter, not into __dict__
+        super().__setstate__(state)
+
+    @staticmethod
+    def _check_group_settings(values: dict) -> None:
+        check_rho(values["rho"], "rho")
+        check_p(values["p"], "p")
+        check_real("eta", values["eta"], 0)
+        check_bool("adaptive", values["adaptive"])
+
     def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        check_rho(group["rho"], "rho")
-        check_p(group["p"], "p")
-        check_real("eta", group["eta"], 0)
-        check_bool("adaptive", group["adaptive"])
-        if hasattr(self, "base_optimizer"):
-            self.base_optimizer.add_param_group(group)
+        """Add a group (``{"params": [...], "lr": ..., "rho": ...}``) to SAM and its base optimizer.
+
+        SAM and the base optimizer share one list of group dicts, so the group is appended once,
+        by the base optimizer, after SAM's own settings are checked and filled in from the
+        defaults. A group that either rejects leaves ``param_groups`` as it was. This is what
+        progressive unfreezing (Lightning's ``BaseFinetuning``) calls.
+
+        Raises:
+            ValueError: on a bad ``rho``, ``p``, ``eta`` or ``adaptive``, and whatever the base
+                optimizer rejects (parameters already in a group...).
+        """
+        if not hasattr(self, "base_optimizer"):
+            # During __init__: torch.optim.Optimizer fills SAM's list, the base is built over it.
+            # A rejected group aborts the construction, so nothing survives it.
+            super().add_param_group(param_group)
+            self._check_group_settings(self.param_groups[-1])
+            return
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        # Check before touching anything, so that a rejected group leaves no trace.
+        self._check_group_settings({k: param_group.get(k, self.defaults[k]) for k in SAM_GROUP_KEYS})
+        for key in SAM_GROUP_KEYS:
+            param_group.setdefault(key, self.defaults[key])
+        # The base appends the dict to the list both share (as torch.optim does, the dict itself).
+        self.base_optimizer.add_param_group(param_group)
 
     @property
     def perturbed(self) -> bool:
@@ -272,6 +354,8 @@ class SAM(torch.optim.Optimizer):
         if self.perturbed:
             raise RuntimeError("first_step was called twice; call second_step() before the next first_step()")
         groups = self._groups_with_grads()
+        # A base with maximize=True climbs L: its worst case in the ball is the lowest L, -eps_hat.
+        sign = {id(g): -1.0 if g.get("maximize", False) else 1.0 for g, _, _ in groups}
         by_p: dict[float, list[tuple[dict, list[Tensor], list[Tensor]]]] = {}
         for entry in groups:
             by_p.setdefault(float(entry[0]["p"]), []).append(entry)
@@ -288,14 +372,15 @@ class SAM(torch.optim.Optimizer):
                 norm = _finite_norm2([g for s in scaled for g in s], [g for _, _, gs in members for g in gs])
                 inv = 1.0 / norm if norm > 0 else 0.0
                 updates.extend(
-                    (params, t, s, group["rho"] * inv) for (group, params, _), t, s in zip(members, scales, scaled)
+                    (params, t, s, sign[id(group)] * group["rho"] * inv)
+                    for (group, params, _), t, s in zip(members, scales, scaled)
                 )
             else:
                 _raise_if_not_finite([g for _, _, gs in members for g in gs])
                 unit = _unit_direction([g for s in scaled for g in s], p)
                 start = 0
                 for (group, params, _), t in zip(members, scales):
-                    updates.append((params, t, unit[start:start + len(params)], group["rho"]))
+                    updates.append((params, t, unit[start:start + len(params)], sign[id(group)] * group["rho"]))
                     start += len(params)
         for params, t, direction, alpha in updates:
             self._save(params)
@@ -321,31 +406,53 @@ class SAM(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """One full SAM step: gradient at ``w``, perturb, gradient at ``w + eps_hat``, update.
 
         Args:
-            closure: does forward and backward on one batch and returns the loss; ``step``
-                zeroes the gradients before each of the two calls.
+            closure: does forward and backward on one batch and returns the loss. The first
+                call's backward adds to the gradients already in ``.grad`` (they are not zeroed:
+                ``eps_hat`` comes from the total); the gradients are zeroed before the second
+                call, whose gradient the base optimizer applies, and after the update.
+
+        While perturbed (after :meth:`first_step`), ``step()`` is :meth:`second_step`, and
+        ``step(closure)`` first runs the closure at ``w + eps_hat``; see the class docstring.
 
         Returns:
-            The loss of the first call (at ``w``).
+            The loss of the first call (at ``w``); None when it completed a perturbed step.
         """
+        if self.perturbed:
+            return self.complete_step(closure)
         require_closure(closure, "SAM", "; or call opt.first_step() and opt.second_step() yourself. "
                         "With a torch.amp.GradScaler, scaler.step(sam) cannot work (it unscales only one of "
                         "the two gradients): use sam_course.optim.distributed.SAMStep(model, sam, scaler=scaler)")
         closure = torch.enable_grad()(closure)
-        self.zero_grad()
         loss = closure()
         self.first_step(zero_grad=True)
         self._perturbed_pass(closure)
+        self.second_step(zero_grad=True)
+        return loss
+
+    def complete_step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """Finish a step begun with :meth:`first_step`: run ``closure`` (if any) at ``w + eps_hat``,
+        then :meth:`second_step`. Returns the closure's loss, or None without one.
+
+        Raises:
+            RuntimeError: when the weights are not perturbed (no :meth:`first_step` before).
+        """
+        if not self.perturbed:
+            raise RuntimeError(f"{type(self).__name__}.complete_step needs a first_step() before it")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = self._perturbed_pass(closure)
         self.second_step()
         return loss
 
-    def _perturbed_pass(self, closure: Callable[[], Tensor]) -> None:
+    def _perturbed_pass(self, closure: Callable[[], Tensor]) -> Tensor:
         """Call ``closure`` at ``w + eps_hat``; if it raises, put ``w`` back before re-raising."""
         try:
-            closure()
+            return closure()
         except BaseException:
             self._restore()
             raise
@@ -387,4 +494,3 @@ class SAM(torch.optim.Optimizer):
         self._restore()
         self.base_optimizer.load_state_dict(base)
         super().load_state_dict(state_dict)
-        self.base_optimizer.param_groups = self.param_groups

@@ -161,19 +161,29 @@ class SAMEveryK(SAM):
         """A SAM step when :attr:`next_is_sam`, else one base-optimizer step with the gradient at ``w``.
 
         Args:
-            closure: does forward and backward on one batch and returns the loss; ``step``
-                zeroes the gradients before each call (two calls on a SAM step, one otherwise).
+            closure: does forward and backward on one batch and returns the loss; gradients are
+                handled as by :meth:`SAM.step <sam_course.optim.sam.SAM.step>` (the first call
+                adds to ``.grad``, which is zeroed before a second call and after the update).
 
         Returns:
-            The loss of the first call (at ``w``).
+            The loss of the first call (at ``w``); None without a closure. ``step()`` without a
+            closure is ``second_step()`` after ``first_step()`` and on the steps between SAM
+            steps (the two-step API); on a SAM step without ``first_step()`` it is an error.
         """
+        if self.perturbed:
+            return self.complete_step(closure)  # after first_step(): SAM's rule, counted by second_step
+        if closure is None and not self.next_is_sam:
+            # Between SAM steps the two-step API is backward + second_step(); a framework that
+            # calls optimizer.step() itself means the same. On a SAM step, first_step is missing.
+            self.second_step()
+            return None
         require_closure(closure, "SAMEveryK", "; or call opt.first_step() (when opt.next_is_sam) and opt.second_step()")
         if self.next_is_sam:
             return super().step(closure)
         closure = torch.enable_grad()(closure)
-        self.zero_grad()
         loss = closure()
-        self.second_step()  # no first_step: w is not perturbed, so this is the base optimizer's step
+        # No first_step: w is not perturbed, so this is the base optimizer's step.
+        self.second_step(zero_grad=True)
         return loss
 
     def state_dict(self) -> dict:
@@ -278,15 +288,20 @@ class LookSAM(SAM):
         """One LookSAM step: a full SAM step when :attr:`next_is_full`, else one reused-direction step.
 
         Args:
-            closure: does forward and backward on one batch and returns the loss; ``step``
-                zeroes the gradients before each call (two calls on a full step, one otherwise).
+            closure: does forward and backward on one batch and returns the loss; gradients are
+                handled as by :meth:`SAM.step <sam_course.optim.sam.SAM.step>` (the first call
+                adds to ``.grad``, which is zeroed before a second call and after the update;
+                ``g`` is the total).
 
         Returns:
             The loss of the first call (at ``w``).
         """
+        if self.perturbed:
+            # LookSAM remembers g_v from its own two passes; it has no two-step API to complete.
+            raise RuntimeError("LookSAM.step was called while the weights are perturbed by first_step(); LookSAM "
+                               "runs both passes itself: call opt.restore(), then opt.step(closure)")
         require_closure(closure, "LookSAM")
         closure = torch.enable_grad()(closure)
-        self.zero_grad()
         loss = closure()
         if self.next_is_full:
             params = self._params_with_grads()
@@ -299,6 +314,7 @@ class LookSAM(SAM):
             self._add_remembered_direction()
             self.base_optimizer.step()
             self._opt_called = True  # see SAM.second_step: LR schedulers check this flag
+        self.zero_grad()  # as SAM.step: the applied gradient must not leak into the next step
         self.steps_taken += 1
         return loss
 

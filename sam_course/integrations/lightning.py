@@ -1,0 +1,167 @@
+"""SAM in a Lightning ``LightningModule``, with automatic or manual optimization.
+
+Mix :class:`SAMMixin` in front of ``LightningModule`` and return a
+:class:`~sam_course.optim.SAM` (or :class:`~sam_course.optim.SAMEveryK`,
+:class:`~sam_course.optim.LookSAM`) from ``configure_optimizers``::
+
+    class Net(SAMMixin, L.LightningModule):
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = F.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss)          # once per step: the second pass does not log
+            return loss
+
+        def configure_optimizers(self):
+            return SAM(self.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+
+Automatic optimization: Lightning calls ``optimizer.step(closure)``, which runs ``training_step``
+and backward twice, the second time at ``w + eps_hat``. What the mixin adds:
+
+* ``accumulate_grad_batches=k``: the step is SAM on the union of the ``k`` micro-batches.
+  ``eps_hat`` comes from their accumulated gradient (Lightning's own accumulation), and the
+  second pass re-runs every micro-batch of the window at ``w + eps_hat`` (Lightning's closure
+  alone would re-run only the last one). Each loss is divided by ``k``, as Lightning does, so
+  for equal micro-batches and a mean loss this is SAM on the concatenated batch.
+* The second pass runs under :attr:`sam_second_pass`: ``self.log`` and ``self.log_dict`` do
+  nothing there (logging happens once per step, with the loss at ``w``), and BatchNorm running
+  statistics stay frozen (:func:`~sam_course.optim.frozen_batchnorm_stats`; set
+  ``sam_freeze_bn_stats = False`` to let them move).
+* ``gradient_clip_val``: Lightning clips after each pass; on the second it clips the gradient
+  the base applies, as it should; on the first, a norm clip changes nothing for ``p = 2``
+  (``eps_hat`` is normalized). ``on_before_optimizer_step`` runs after each pass, so twice.
+* Schedulers, ``max_steps``, checkpoints and ``BaseFinetuning`` work as with any optimizer
+  (``SAM.state_dict`` holds the base optimizer's state; ``add_param_group`` adds once).
+
+The batch output Lightning keeps (``outputs`` of ``on_train_batch_end``) is the second pass's;
+log the loss with ``self.log`` to see the loss at ``w``. The ``"16-mixed"`` precision (a
+GradScaler) is not supported: its ``scaler.step`` calls ``optimizer.step()`` once, after one
+pass; ``"bf16-mixed"`` needs no scaler and works. DDP synchronizes both passes (one shared
+``eps_hat``, SAM on the global batch).
+
+Manual optimization (``self.automatic_optimization = False``): call
+:meth:`SAMMixin.sam_manual_step` from ``training_step``; it counts as one optimizer step
+(``max_steps``, ``global_step``). Lightning forbids ``accumulate_grad_batches`` and
+``gradient_clip_val`` there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from torch import Tensor
+
+from ..optim.sam import SAM, frozen_batchnorm_stats
+
+__all__ = ["SAMMixin", "unwrap_optimizer"]
+
+
+def unwrap_optimizer(optimizer) -> Any:
+    """The optimizer inside Lightning's ``LightningOptimizer`` wrapper (or ``optimizer`` itself)."""
+    return optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+
+
+class SAMMixin:
+    """What a ``LightningModule`` needs to train with SAM; put it first in the bases.
+
+    Overrides ``optimizer_step``, ``on_train_batch_start`` (call ``super()`` if you override it
+    too), ``log`` and ``log_dict``. See the module docstring for the semantics.
+    """
+
+    #: Keep BatchNorm running statistics out of the second (perturbed) pass.
+    sam_freeze_bn_stats: bool = True
+
+    @property
+    def sam_second_pass(self) -> bool:
+        """True while the pass at ``w + eps_hat`` runs (``training_step`` can read it)."""
+        return getattr(self, "_sam_in_second_pass", False)
+
+    @contextlib.contextmanager
+    def _second_pass(self) -> Iterator[None]:
+        bn = frozen_batchnorm_stats(self) if self.sam_freeze_bn_stats else contextlib.nullcontext()
+        self._sam_in_second_pass = True
+        try:
+            with bn:
+                yield
+        finally:
+            self._sam_in_second_pass = False
+
+    def log(self, *args, **kwargs) -> None:
+        """``LightningModule.log``, except in the second pass (one record per step)."""
+        if not self.sam_second_pass:
+            super().log(*args, **kwargs)
+
+    def log_dict(self, *args, **kwargs) -> None:
+        """``LightningModule.log_dict``, except in the second pass (one record per step)."""
+        if not self.sam_second_pass:
+            super().log_dict(*args, **kwargs)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Any:
+        # With accumulation, the earlier micro-batches of the window must be re-run at
+        # w + eps_hat; only their references are kept, until the window's step.
+        if self.automatic_optimization and self.trainer.accumulate_grad_batches > 1:
+            if not hasattr(self, "_sam_window"):
+                self._sam_window = []
+            self._sam_window.append((batch, batch_idx))
+        return super().on_train_batch_start(batch, batch_idx)
+
+    def _replay(self, optimizer) -> None:
+        """Forward and backward, at the current (perturbed) weights, of the window's earlier micro-batches."""
+        window = getattr(self, "_sam_window", [])[:-1]  # the last one is the closure's own batch
+        strategy = self.trainer.strategy
+        for batch, batch_idx in window:
+            out = strategy.training_step(batch, batch_idx)
+            loss = out.get("loss") if isinstance(out, Mapping) else out
+            if loss is not None:
+                strategy.backward(loss / self.trainer.accumulate_grad_batches, optimizer)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure: Callable | None = None) -> None:
+        """``optimizer.step(closure)`` with the closure's second call run as SAM's second pass."""
+        sam = unwrap_optimizer(optimizer)
+        if not isinstance(sam, SAM) or optimizer_closure is None:
+            self._sam_window = []
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+        def closure():
+            if not sam.perturbed:
+                return optimizer_closure()
+            with self._second_pass():
+                self._replay(optimizer)
+                return optimizer_closure()
+
+        try:
+            optimizer.step(closure=closure)
+        finally:
+            self._sam_window = []
+
+    def sam_manual_step(self, compute_loss: Callable[[], Tensor], optimizer=None) -> Tensor:
+        """One SAM step under manual optimization; returns the (detached) loss at ``w``.
+
+        ``compute_loss()`` runs the forward pass of the current batch and returns its loss; it is
+        called once per pass (twice on a SAM step). The gradients are zeroed first, then
+        ``optimizer.step(closure)`` (through Lightning, so it counts towards ``max_steps``) runs
+        the passes: SAM, SAMEveryK and LookSAM alike. ``optimizer`` defaults to
+        ``self.optimizers()``.
+        """
+        if self.automatic_optimization:
+            raise RuntimeError("sam_manual_step is for manual optimization: set self.automatic_optimization = False")
+        optimizer = self.optimizers() if optimizer is None else optimizer
+        sam = unwrap_optimizer(optimizer)
+        if not isinstance(sam, SAM):
+            raise ValueError(f"optimizer must be a sam_course SAM, got {type(sam).__name__}")
+
+        def closure():
+            if not sam.perturbed:
+                loss = compute_loss()
+                self.manual_backward(loss)
+                return loss
+            with self._second_pass():
+                loss = compute_loss()
+                self.manual_backward(loss)
+                return loss
+
+        optimizer.zero_grad()
+        loss = optimizer.step(closure=closure)
+        return loss.detach()

@@ -1,0 +1,179 @@
+"""SAM in Lightning (issue 13): SAMMixin's trajectories equal a plain loop with sam_course.SAM on the
+same batches (float32, atol 1e-6), with accumulation, clipping, a scheduler, BatchNorm, resume,
+BaseFinetuning and manual optimization."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+L = pytest.importorskip("lightning.pytorch")
+
+from lightning.pytorch.callbacks import BaseFinetuning  # noqa: E402
+
+from sam_course.integrations.lightning import SAMMixin  # noqa: E402
+from sam_course.optim import SAM, LookSAM, frozen_batchnorm_stats  # noqa: E402
+
+BATCH, N_BATCHES, LR, RHO = 4, 8, 0.2, 0.1
+
+
+def trainer(**kwargs) -> L.Trainer:
+    kwargs.setdefault("max_epochs", 1)
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, **kwargs)
+
+
+def dataset(seed: int = 5) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(BATCH * N_BATCHES, 6, generator=g), torch.randint(0, 3, (BATCH * N_BATCHES,), generator=g))
+
+
+def loader() -> DataLoader:
+    return DataLoader(dataset(), batch_size=BATCH, shuffle=False)
+
+
+def network(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def make_sam(params, kind=SAM):
+    extra = {"k": 2} if kind is LookSAM else {}
+    return kind(params, torch.optim.SGD, rho=RHO, lr=LR, momentum=0.9, **extra)
+
+
+class Net(SAMMixin, L.LightningModule):
+    def __init__(self, kind=SAM, scheduler: bool = False):
+        super().__init__()
+        self.net, self.kind, self.scheduler = network(), kind, scheduler
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("calls", 1.0, on_step=False, on_epoch=True, reduce_fx="sum")
+        return loss
+
+    def configure_optimizers(self):
+        opt = make_sam([p for p in self.parameters() if p.requires_grad], self.kind)
+        if not self.scheduler:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.7),
+                                                   "interval": "step"}}
+
+
+def plain_loop(model, windows, clip=None, scheduler=False, opt=None, kind=SAM):
+    """SAM on each window of micro-batches (each loss / len(window)); the oracle of every test."""
+    opt = make_sam([p for p in model.parameters() if p.requires_grad], kind) if opt is None else opt
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, 0.7) if scheduler else None
+    for window in windows:
+        k = len(window)
+
+        def closure(window=window, k=k):
+            if not opt.perturbed:
+                for x, y in window:
+                    (F.cross_entropy(model(x), y) / k).backward()
+                return None
+            with frozen_batchnorm_stats(model):
+                for x, y in window:
+                    (F.cross_entropy(model(x), y) / k).backward()
+            if clip is not None:
+                assert float(nn.utils.clip_grad_norm_(model.parameters(), clip)) > clip  # the clip is active
+            return None
+
+        opt.zero_grad()
+        opt.step(closure)
+        if sched is not None:
+            sched.step()
+    return opt
+
+
+def windows(k: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    batches = list(loader())
+    return [batches[i:i + k] for i in range(0, len(batches), k)]
+
+
+def assert_same(module: nn.Module, ref: nn.Module) -> None:
+    for (name, p), q in zip(module.state_dict().items(), ref.state_dict().values()):
+        if p.is_floating_point():
+            torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+        else:
+            assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_automatic_optimization_equals_a_plain_sam_loop(accumulate, clip):
+    model = Net(scheduler=True)
+    t = trainer(accumulate_grad_batches=accumulate, gradient_clip_val=clip)
+    t.fit(model, loader())
+    ref = network()
+    plain_loop(ref, windows(accumulate), clip=clip, scheduler=True)
+    assert t.global_step == N_BATCHES // accumulate
+    assert_same(model.net, ref)
+    # One log record per batch, not one per pass.
+    assert float(t.callback_metrics["calls"]) == N_BATCHES
+
+
+def test_resume_from_a_checkpoint_continues_the_same_run(tmp_path):
+    whole = Net()
+    trainer(max_epochs=2).fit(whole, loader())
+    first = Net()
+    t = trainer(max_epochs=1)
+    t.fit(first, loader())
+    t.save_checkpoint(tmp_path / "one.ckpt")
+    resumed = Net()
+    trainer(max_epochs=2).fit(resumed, loader(), ckpt_path=tmp_path / "one.ckpt")
+    assert_same(resumed.net, whole.net)
+    ref = network()
+    opt = plain_loop(ref, windows(1))
+    plain_loop(ref, windows(1), opt=opt)
+    assert_same(whole.net, ref)
+
+
+class Unfreeze(BaseFinetuning):
+    def freeze_before_training(self, pl_module):
+        self.freeze(pl_module.net[0])
+
+    def finetune_function(self, pl_module, epoch, optimizer):
+        if epoch == 1:
+            self.unfreeze_and_add_param_group(pl_module.net[0], optimizer, initial_denom_lr=10.0)
+
+
+def test_base_finetuning_unfreezes_into_sam_like_a_plain_loop():
+    model = Net()
+    t = trainer(max_epochs=2, callbacks=[Unfreeze()])
+    t.fit(model, loader())
+    sam = t.optimizers[0]
+    assert len(sam.param_groups) == 2 and sam.param_groups is sam.base_optimizer.param_groups
+    ref = network()
+    ref[0].requires_grad_(False)
+    opt = plain_loop(ref, windows(1))
+    ref[0].requires_grad_(True)
+    opt.add_param_group({"params": list(ref[0].parameters()), "lr": LR / 10.0})
+    plain_loop(ref, windows(1), opt=opt)
+    assert not torch.equal(model.net[0].weight, network()[0].weight)  # the backbone did train
+    assert_same(model.net, ref)
+
+
+class ManualNet(Net):
+    def __init__(self, kind=SAM):
+        super().__init__(kind)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self.sam_manual_step(lambda: F.cross_entropy(self.net(x), y))
+
+
+@pytest.mark.parametrize("kind", [SAM, LookSAM])
+def test_manual_optimization_stops_at_max_steps_and_equals_a_plain_loop(kind):
+    model = ManualNet(kind)
+    t = trainer(max_epochs=5, max_steps=3)
+    t.fit(model, loader())
+    assert t.global_step == 3
+    ref = network()
+    plain_loop(ref, windows(1)[:3], kind=kind)
+    assert_same(model.net, ref)
