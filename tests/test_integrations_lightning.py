@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 L = pytest.importorskip("lightning.pytorch")
 
 from lightning.pytorch.callbacks import BaseFinetuning  # noqa: E402
+from lightning.pytorch.plugins import MixedPrecision  # noqa: E402
 
 from sam_course.integrations.lightning import SAMMixin  # noqa: E402
 from sam_course.optim import SAM, LookSAM, SAMEveryK, frozen_batchnorm_stats  # noqa: E402
@@ -193,3 +194,13 @@ def test_manual_optimization_stops_at_max_steps_and_equals_a_plain_loop(kind):
     ref = network()
     plain_loop(ref, windows(1)[:3], kind=kind)
     assert_same(model.net, ref)
+
+
+def test_a_grad_scaler_is_refused_with_a_clear_message():
+    model = Net()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="GradScaler.*bf16-mixed"):
+        # On a CPU Lightning turns "16-mixed" into bf16; a plugin with an explicit scaler is the GPU's case.
+        plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+        trainer(plugins=[plugin]).fit(model, loader())
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
