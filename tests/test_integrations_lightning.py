@@ -13,9 +13,10 @@ from torch.utils.data import DataLoader, TensorDataset
 L = pytest.importorskip("lightning.pytorch")
 
 from lightning.pytorch.callbacks import BaseFinetuning  # noqa: E402
+from lightning.pytorch.plugins import MixedPrecision  # noqa: E402
 
 from sam_course.integrations.lightning import SAMMixin  # noqa: E402
-from sam_course.optim import SAM, LookSAM, frozen_batchnorm_stats  # noqa: E402
+from sam_course.optim import SAM, LookSAM, SAMEveryK, frozen_batchnorm_stats  # noqa: E402
 
 BATCH, N_BATCHES, LR, RHO = 4, 8, 0.2, 0.1
 
@@ -41,7 +42,7 @@ def network(seed: int = 0) -> nn.Module:
 
 
 def make_sam(params, kind=SAM):
-    extra = {"k": 2} if kind is LookSAM else {}
+    extra = {"k": 2} if kind in (LookSAM, SAMEveryK) else {}
     return kind(params, torch.optim.SGD, rho=RHO, lr=LR, momentum=0.9, **extra)
 
 
@@ -117,6 +118,18 @@ def test_automatic_optimization_equals_a_plain_sam_loop(accumulate, clip):
     assert float(t.callback_metrics["calls"]) == N_BATCHES
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
+@pytest.mark.parametrize("kind", [SAMEveryK, LookSAM])
+def test_the_variants_in_automatic_optimization_equal_a_plain_loop(kind, accumulate):
+    model = Net(kind)
+    t = trainer(accumulate_grad_batches=accumulate)
+    t.fit(model, loader())
+    ref = network()
+    opt = plain_loop(ref, windows(accumulate), kind=kind)
+    assert opt.steps_taken == t.optimizers[0].steps_taken == N_BATCHES // accumulate
+    assert_same(model.net, ref)
+
+
 def test_resume_from_a_checkpoint_continues_the_same_run(tmp_path):
     whole = Net()
     trainer(max_epochs=2).fit(whole, loader())
@@ -165,7 +178,11 @@ class ManualNet(Net):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        return self.sam_manual_step(lambda: F.cross_entropy(self.net(x), y))
+
+        def compute_loss():
+            self.log("calls", 1.0, on_step=False, on_epoch=True, reduce_fx="sum")  # silent in the second pass
+            return F.cross_entropy(self.net(x), y)
+        return self.sam_manual_step(compute_loss)
 
 
 @pytest.mark.parametrize("kind", [SAM, LookSAM])
@@ -173,7 +190,17 @@ def test_manual_optimization_stops_at_max_steps_and_equals_a_plain_loop(kind):
     model = ManualNet(kind)
     t = trainer(max_epochs=5, max_steps=3)
     t.fit(model, loader())
-    assert t.global_step == 3
+    assert t.global_step == 3 and float(t.callback_metrics["calls"]) == 3
     ref = network()
     plain_loop(ref, windows(1)[:3], kind=kind)
     assert_same(model.net, ref)
+
+
+def test_a_grad_scaler_is_refused_with_a_clear_message():
+    model = Net()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="GradScaler.*bf16-mixed"):
+        # On a CPU Lightning turns "16-mixed" into bf16; a plugin with an explicit scaler is the GPU's case.
+        plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+        trainer(plugins=[plugin]).fit(model, loader())
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))

@@ -117,3 +117,45 @@ def test_sam_trainer_refuses_what_it_cannot_drive(tmp_path):
     adam = torch.optim.AdamW(model.parameters())
     with pytest.raises(ValueError, match="optimizers\\[0\\] must be a sam_course SAM"):
         SAMTrainer(model=model, args=arguments(tmp_path), train_dataset=examples(), optimizers=(adam, None))
+
+
+def tiny_bert(seed: int = 0):
+    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16, num_labels=2,
+                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    return transformers.BertForSequenceClassification(config)
+
+
+def bert_examples() -> list[dict]:
+    g = torch.Generator().manual_seed(6)
+    ids, labels = torch.randint(1, 40, (N, 10), generator=g), torch.randint(0, 2, (N,), generator=g)
+    return [{"input_ids": ids[i], "attention_mask": torch.ones(10, dtype=torch.long), "labels": labels[i]}
+            for i in range(N)]
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_a_tiny_bert_built_from_a_config_trains_like_sam_around_adamw(tmp_path, accumulation):
+    """SAMTrainer keeps the Trainer's loss scaling. A model whose forward takes ``**kwargs`` (BERT)
+    makes the Trainer skip its division by gradient_accumulation_steps (it expects the model to
+    normalize by num_items_in_batch, which BertForSequenceClassification does not), so a plain
+    Trainer's gradient is the sum of the micro-batch means: ``accumulation`` times the batch mean.
+    The oracle takes that same loss, micro-batch by micro-batch; AdamW's eps makes the factor visible."""
+    model = tiny_bert()
+    args = arguments(tmp_path, per_device_train_batch_size=N // accumulation, gradient_accumulation_steps=accumulation,
+                     train_sampling_strategy="sequential")
+    trainer = SAMTrainer(model=model, args=args, train_dataset=bert_examples(), rho=RHO)
+    trainer.train()
+    # Each micro-batch's mean loss, times 1 when the Trainer sums them, 1 / accumulation when it averages.
+    weight = 1.0 if trainer.model_accepts_loss_kwargs else 1.0 / accumulation
+    ref = tiny_bert()
+    rows = bert_examples()
+    size = N // accumulation
+    micro = [{k: torch.stack([e[k] for e in rows[i:i + size]]) for k in rows[0]} for i in range(0, N, size)]
+    opt = SAM(ref.parameters(), torch.optim.AdamW, rho=RHO, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    for _ in range(3):
+        def closure():
+            for m in micro:  # the Trainer's order: train_sampling_strategy="sequential"
+                (weight * ref(**m).loss).backward()
+        opt.step(closure)
+    assert_same(model, ref)

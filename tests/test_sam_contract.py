@@ -238,3 +238,18 @@ def test_replacing_param_groups_replaces_them_for_the_base_optimizer_too():
     before = [p.detach().clone() for p in model[2].parameters()]
     opt.step(closure_for(model, *data(1)[0]))
     assert all(not torch.equal(p, q) for p, q in zip(model[2].parameters(), before))  # the base stepped them
+
+
+@pytest.mark.parametrize("method", ["loop", "lowrank"])
+def test_msam_with_maximize_is_msam_on_the_negated_loss(method):
+    """m-SAM's per-chunk perturbations follow maximize=True too, in the loop and the low-rank form."""
+    from sam_course.optim.msam import msam_gradient
+
+    a, b = net(), net()
+    up = SAM(a.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, maximize=True)
+    down = SAM(b.parameters(), torch.optim.SGD, rho=0.1, lr=0.1)
+    (x, y), = data(1)
+    msam_gradient(up, a, F.cross_entropy, x, y, m=2, method=method)
+    msam_gradient(down, b, lambda out, t: -F.cross_entropy(out, t), x, y, m=2, method=method)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, -q.grad, atol=1e-6, rtol=0)

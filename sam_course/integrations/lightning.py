@@ -33,9 +33,9 @@ and backward twice, the second time at ``w + eps_hat``. What the mixin adds:
   (``SAM.state_dict`` holds the base optimizer's state; ``add_param_group`` adds once).
 
 The batch output Lightning keeps (``outputs`` of ``on_train_batch_end``) is the second pass's;
-log the loss with ``self.log`` to see the loss at ``w``. The ``"16-mixed"`` precision (a
-GradScaler) is not supported: its ``scaler.step`` calls ``optimizer.step()`` once, after one
-pass; ``"bf16-mixed"`` needs no scaler and works. DDP synchronizes both passes (one shared
+log the loss with ``self.log`` to see the loss at ``w``. A GradScaler (``"16-mixed"`` on a GPU)
+is refused with a ``RuntimeError``: Lightning's plugin then runs one pass and calls
+``optimizer.step()`` itself; ``"bf16-mixed"`` needs no scaler and works. DDP synchronizes both passes (one shared
 ``eps_hat``, SAM on the global batch).
 
 Manual optimization (``self.automatic_optimization = False``): call
@@ -123,6 +123,10 @@ class SAMMixin:
         if not isinstance(sam, SAM) or optimizer_closure is None:
             self._sam_window = []
             return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            # MixedPrecision with a scaler runs the closure once, then scaler.step(optimizer).
+            raise RuntimeError("SAMMixin cannot train under a GradScaler (Trainer(precision='16-mixed')): it runs one "
+                               "pass and calls optimizer.step() itself. Use precision='bf16-mixed' or '32-true'")
 
         def closure():
             if not sam.perturbed:

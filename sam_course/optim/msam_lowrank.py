@@ -209,12 +209,16 @@ def lowrank_msam_gradient(optimizer: torch.optim.Optimizer, model: nn.Module, lo
     norm = sq_norm.sqrt()
     inv = torch.where(norm > 0, 1.0 / norm, torch.zeros_like(norm))
 
+    def signed_rho(group: dict) -> float:
+        # As SAM.first_step: a base with maximize=True gets the worst case of its objective, -eps_hat.
+        return -group["rho"] if group.get("maximize", False) else group["rho"]
+
     scales = {}
     for layer, (a, delta) in zip(layers, cached):
-        weight_scale = (group_of[id(layer.weight)]["rho"] * inv).to(a.dtype).view(k, 1, 1)
+        weight_scale = (signed_rho(group_of[id(layer.weight)]) * inv).to(a.dtype).view(k, 1, 1)
         bias_term = None
         if layer.bias is not None:
-            bias_scale = (group_of[id(layer.bias)]["rho"] * inv).to(a.dtype).view(k, 1, 1)
+            bias_scale = (signed_rho(group_of[id(layer.bias)]) * inv).to(a.dtype).view(k, 1, 1)
             bias_term = bias_scale * delta.sum(dim=1, keepdim=True)
         scales[layer] = (a, delta, weight_scale, bias_term)
 

@@ -38,13 +38,9 @@ def require_closure(closure, owner: str, alternative: str = "") -> None:
 
 
 def check_base_optimizer(base_optimizer, owner: str = "SAM") -> type[torch.optim.Optimizer]:
-    """``base_optimizer`` when it is a ``torch.optim.Optimizer`` subclass that SAM can drive.
-
-    Refused: an instance instead of the class, SAM itself, and an optimizer whose ``step``
-    requires a closure (``torch.optim.LBFGS``): it re-evaluates the loss several times inside one
-    step, at points of its own choosing, while SAM hands the base optimizer one fixed gradient
-    taken at ``w + eps_hat``.
-    """
+    """``base_optimizer`` when it is a ``torch.optim.Optimizer`` class that SAM can drive: not an
+    instance, not SAM, not one whose ``step`` requires a closure (LBFGS re-evaluates the loss at
+    points of its own choosing; SAM hands it one gradient, taken at ``w + eps_hat``)."""
     if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
         raise ValueError(
             "base_optimizer must be a torch.optim.Optimizer subclass (the class, e.g. "
@@ -290,10 +286,9 @@ class SAM(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict) -> None:
         """Add a group (``{"params": [...], "lr": ..., "rho": ...}``) to SAM and its base optimizer.
 
-        SAM and the base optimizer share one list of group dicts, so the group is appended once,
-        by the base optimizer, after SAM's own settings are checked and filled in from the
-        defaults. A group that either rejects leaves ``param_groups`` as it was. This is what
-        progressive unfreezing (Lightning's ``BaseFinetuning``) calls.
+        The two share one list of groups: the base appends the group once, after SAM's settings
+        are checked and filled in from the defaults. A rejected group leaves ``param_groups`` as
+        it was. Progressive unfreezing (Lightning's ``BaseFinetuning``) calls this.
 
         Raises:
             ValueError: on a bad ``rho``, ``p``, ``eta`` or ``adaptive``, and whatever the base
@@ -419,7 +414,8 @@ class SAM(torch.optim.Optimizer):
         ``step(closure)`` first runs the closure at ``w + eps_hat``; see the class docstring.
 
         Returns:
-            The loss of the first call (at ``w``); None when it completed a perturbed step.
+            The loss of the first call (at ``w``); when completing a step begun with
+            ``first_step``, the closure's loss at ``w + eps_hat`` (None without a closure).
         """
         if self.perturbed:
             return self.complete_step(closure)
