@@ -22,7 +22,7 @@ and backward twice, the second time at ``w + eps_hat``. What the mixin adds:
   second pass re-runs every micro-batch of the window at ``w + eps_hat`` (Lightning's closure
   alone would re-run only the last one). Each loss is divided by ``k``, as Lightning does, so
   for equal micro-batches and a mean loss this is SAM on the concatenated batch.
-* The second pass runs under :attr:`sam_second_pass`: ``self.log`` and ``self.log_dict`` do
+* The second pass runs under ``sam_second_pass``: ``self.log`` and ``self.log_dict`` do
   nothing there (logging happens once per step, with the loss at ``w``), and BatchNorm running
   statistics stay frozen (:func:`~sam_course.optim.frozen_batchnorm_stats`; set
   ``sam_freeze_bn_stats = False`` to let them move).

@@ -41,7 +41,7 @@ class SAMTrainer(Trainer):
     """A ``transformers.Trainer`` whose optimizer steps are SAM steps (see the module docstring).
 
     Args:
-        *args, **kwargs: those of ``transformers.Trainer``. ``optimizers=(opt, scheduler)`` may
+        args, kwargs: the positional and keyword arguments of ``transformers.Trainer``. ``optimizers=(opt, scheduler)`` may
             hand in a :class:`~sam_course.optim.SAM` (or ``SAMEveryK``) built by the caller;
             any other optimizer is refused, since its scheduler would follow the wrong object.
         rho, p, adaptive, eta: SAM's perturbation (:class:`~sam_course.optim.SAM`), used when

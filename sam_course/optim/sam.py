@@ -258,7 +258,7 @@ class SAM(torch.optim.Optimizer):
 
     @property
     def param_groups(self) -> list[dict]:
-        """The parameter groups, one list of dicts shared with :attr:`base_optimizer`."""
+        """The parameter groups, one list of dicts shared with ``base_optimizer``."""
         return self._param_groups
 
     @param_groups.setter
