@@ -1,8 +1,11 @@
 """The one set of argument validators of the package: every public function checks its arguments here.
 
 Every validator takes ``(name, value, ...)``, returns the value in its plain Python type (so a
-NumPy or 0-d torch number passes as an ``int`` or ``float``), and raises a :class:`ValueError`
-that names the argument, states what is allowed and shows the value received::
+NumPy scalar such as ``np.int64(3)`` or ``np.float32(0.5)`` passes as an ``int`` or ``float``;
+a ``bool``, a string, a 0-d tensor does not), and raises an error that names the argument, states
+what is allowed and shows the value received: :class:`ArgumentTypeError` (a ``TypeError`` that
+is also a ``ValueError``) for a value of the wrong kind, :class:`ValueError` for one of the right
+kind out of range (NaN included)::
 
     check_int("epochs", 0, low=1)        # ValueError: epochs must be an int >= 1, got 0
     check_real("rho", -1, low=0)          # ValueError: rho must be a finite number >= 0, got -1
@@ -19,6 +22,7 @@ import numbers
 from collections.abc import Iterable
 
 __all__ = [
+    "ArgumentTypeError",
     "is_int",
     "is_real",
     "check_int",
@@ -31,8 +35,16 @@ __all__ = [
 ]
 
 
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong kind (a string for a number, a float for an int, ``"no"`` for a bool).
+
+    A ``TypeError``, as Python raises for a wrong type, and a ``ValueError`` too, so that code
+    which catches the package's ``ValueError`` for every bad argument keeps working.
+    """
+
+
 def is_int(value) -> bool:
-    """True for an integer that is not a ``bool`` (Python, NumPy or 0-d torch integers)."""
+    """True for an integer that is not a ``bool`` (Python and NumPy integers; not a 0-d tensor)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -58,12 +70,18 @@ def interval(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 
 def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as an ``int`` with ``low <= value <= high`` (either bound may be ``None``)."""
-    ok = is_int(value) and (low is None or value >= low) and (high is None or value <= high)
-    if not ok:
-        allowed = interval(-math.inf if low is None else low, math.inf if high is None else high)
-        raise ValueError(f"{name} must be an int{'' if allowed == 'of any value' else ' ' + allowed}, got {value!r}")
-    return int(value)
+    """``value`` as an ``int`` with ``low <= value <= high`` (either bound may be ``None``).
+
+    Raises:
+        ArgumentTypeError: for anything but a Python or NumPy integer (``bool`` and ``2.0`` included).
+        ValueError: for an integer outside the bounds.
+    """
+    kind_ok = is_int(value)
+    if kind_ok and (low is None or value >= low) and (high is None or value <= high):
+        return int(value)
+    allowed = interval(-math.inf if low is None else low, math.inf if high is None else high)
+    message = f"{name} must be an int{'' if allowed == 'of any value' else ' ' + allowed}, got {value!r}"
+    raise ValueError(message) if kind_ok else ArgumentTypeError(message)
 
 
 def check_optional_int(name: str, value, low: int | None = None, high: int | None = None) -> int | None:
@@ -76,21 +94,33 @@ def check_real(name: str, value, low: float = -math.inf, high: float = math.inf,
     """``value`` as a ``float`` in the interval from ``low`` to ``high`` (closed unless ``*_open``).
 
     NaN is always refused; ``+-inf`` only with ``allow_inf`` (and then only where the bounds
-    allow it).
+    allow it); an integer too large for a float (``10**400``) is refused, never rounded to inf.
+
+    Raises:
+        ArgumentTypeError: for anything but a Python or NumPy real number (``bool``, ``"0.1"``,
+            ``None`` and 0-d tensors included).
+        ValueError: for NaN, an infinity not allowed, or a number outside the interval.
     """
     received = value
-    ok = is_real(value) and not math.isnan(value)
+    kind_ok = is_real(value)
+    ok = kind_ok
     if ok:
-        value = float(value)
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        try:
+            value = float(value)
+        except OverflowError:
+            ok = False
+    if ok:
+        ok = not math.isnan(value)
+        ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
         ok = ok and (allow_inf or math.isfinite(value))
-    if not ok:
-        if allow_inf and math.isinf(high) and not high_open and math.isfinite(low):
-            allowed = f"in {'(' if low_open else '['}{_bound(low)}, inf] (float('inf') allowed)"
-        else:
-            allowed = interval(low, high, low_open=low_open, high_open=high_open)
-        raise ValueError(f"{name} must be a {'number' if allow_inf else 'finite number'} {allowed}, got {received!r}")
-    return value
+    if ok:
+        return value
+    if allow_inf and math.isinf(high) and not high_open and math.isfinite(low):
+        allowed = f"in {'(' if low_open else '['}{_bound(low)}, inf] (float('inf') allowed)"
+    else:
+        allowed = interval(low, high, low_open=low_open, high_open=high_open)
+    message = f"{name} must be a {'number' if allow_inf else 'finite number'} {allowed}, got {received!r}"
+    raise ValueError(message) if kind_ok else ArgumentTypeError(message)
 
 
 def check_optional_real(name: str, value, low: float = -math.inf, high: float = math.inf, **kwargs) -> float | None:
@@ -99,11 +129,15 @@ def check_optional_real(name: str, value, low: float = -math.inf, high: float = 
 
 
 def check_choice(name: str, value, allowed: Iterable):
-    """``value`` when it is one of ``allowed``; the message lists them."""
+    """``value`` when it is one of ``allowed``; the message lists them.
+
+    ``True`` does not pass for an allowed ``1`` (``True == 1`` in Python), nor an array for anything.
+    """
     allowed = tuple(allowed)
     try:
-        ok = value in allowed
-    except TypeError:
+        # bool(...) too: an array compares elementwise and has no truth value.
+        ok = bool(value in allowed) and not (isinstance(value, bool) and not any(a is value for a in allowed))
+    except (TypeError, ValueError, RuntimeError):
         ok = False
     if not ok:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
@@ -115,4 +149,4 @@ def check_bool(name: str, value) -> bool:
     numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
     if isinstance(value, bool) or numpy_bool:
         return bool(value)
-    raise ValueError(f"{name} must be True or False, got {value!r}")
+    raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")

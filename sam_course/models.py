@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_int, is_int
+from ._checks import check_bool, check_int, is_int
 
 __all__ = ["MLP", "SmallCNN", "SmallResNet", "BasicBlock", "count_parameters", "seeded"]
 
@@ -84,6 +84,7 @@ class SmallCNN(nn.Module):
         in_channels = check_int("in_channels", in_channels, 1)
         num_classes = check_int("num_classes", num_classes, 1)
         width = check_int("width", width, 1)
+        batch_norm = check_bool("batch_norm", batch_norm)
         self.features = nn.Sequential(
             *_conv_block(in_channels, width, batch_norm),
             nn.MaxPool2d(2),

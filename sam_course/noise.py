@@ -271,8 +271,17 @@ def _read_targets(dataset) -> torch.Tensor:
     if isinstance(dataset, Subset):
         parent = _read_targets(dataset.dataset)
         return parent[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
-    labels = [int(dataset[i][1]) for i in range(len(dataset))]
+    # .item(), not int(): a float label 2.7 must reach _as_labels as a float and be refused.
+    labels = [torch.as_tensor(dataset[i][1]).item() for i in range(len(dataset))]
     return _as_labels(labels, "dataset labels")
+
+
+def _class_count(dataset) -> int | None:
+    """``len(dataset.classes)`` (torchvision datasets, TensorImageDataset, and subsets of them), else None."""
+    while isinstance(dataset, Subset) and getattr(dataset, "classes", None) is None:
+        dataset = dataset.dataset
+    classes = getattr(dataset, "classes", None)
+    return None if classes is None else len(classes)
 
 
 class NoisyLabels(Dataset):
@@ -287,7 +296,9 @@ class NoisyLabels(Dataset):
     Build one with :meth:`symmetric` or :meth:`class_map`, or pass labels made
     any other way. Clean labels are read from ``dataset.targets`` when present
     (torchvision datasets, and subsets of them), otherwise by indexing the
-    dataset once.
+    dataset once; a float label is refused, never truncated. Noisy labels must
+    lie in ``[0, num_classes)``: ``num_classes`` given, else the number of
+    ``dataset.classes``, else the classes the clean labels show (``max + 1``).
 
     Attributes:
         dataset: the wrapped dataset.
@@ -297,9 +308,25 @@ class NoisyLabels(Dataset):
         rate: realised fraction of corrupted labels (float; 0.0 for an empty dataset).
     """
 
-    def __init__(self, dataset, noisy_targets):
+    def __init__(self, dataset, noisy_targets, num_classes: int | None = None):
         clean = _read_targets(dataset)
-        noisy = _as_labels(noisy_targets, "noisy_targets")
+        if num_classes is not None:
+            num_classes = check_int("num_classes", num_classes, 2)
+        else:
+            num_classes = _class_count(dataset)
+        if num_classes is None and clean.numel():
+            # Without class names, the classes are those the clean labels show: 0 ... max.
+            high = int(clean.max()) + 1
+            noisy = _as_labels(noisy_targets, "noisy_targets")
+            if noisy.numel() and int(noisy.max()) >= high:
+                raise ValueError(
+                    f"noisy_targets must lie in [0, {high}) (the classes of the clean labels), found label "
+                    f"{int(noisy.max())}; pass num_classes if the dataset has more classes than its labels show"
+                )
+        else:
+            noisy = _as_labels(noisy_targets, "noisy_targets", num_classes)
+        if num_classes is not None and clean.numel() and int(clean.max()) >= num_classes:
+            raise ValueError(f"dataset labels must lie in [0, {num_classes}), found label {int(clean.max())}")
         if noisy.numel() != clean.numel():
             raise ValueError(
                 f"noisy_targets must have one label per example: len(dataset) is "
@@ -315,7 +342,7 @@ class NoisyLabels(Dataset):
     def symmetric(cls, dataset, rate: float, seed: int, num_classes: int) -> "NoisyLabels":
         """Wrap ``dataset`` with :func:`symmetric_noise` labels (exact ``rate``, seeded)."""
         clean = _read_targets(dataset)
-        return cls(dataset, symmetric_noise(clean, num_classes, rate, seed))
+        return cls(dataset, symmetric_noise(clean, num_classes, rate, seed), num_classes)
 
     @classmethod
     def class_map(
@@ -328,7 +355,8 @@ class NoisyLabels(Dataset):
     ) -> "NoisyLabels":
         """Wrap ``dataset`` with :func:`class_map_noise` labels (exact rate per class, seeded)."""
         clean = _read_targets(dataset)
-        return cls(dataset, class_map_noise(clean, class_map, rate, seed, num_classes))
+        noisy = class_map_noise(clean, class_map, rate, seed, num_classes)
+        return cls(dataset, noisy, num_classes if num_classes is not None else _infer_num_classes(clean, class_map))
 
     def __len__(self) -> int:
         return self.targets.numel()

@@ -1,12 +1,14 @@
 """sam_course._checks: the one set of validators, and the messages every public function shows."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from sam_course._checks import (
+    ArgumentTypeError,
     check_bool,
     check_choice,
     check_int,
@@ -81,3 +83,68 @@ def test_check_choice_and_bool():
     assert check_bool("adaptive", np.bool_(True)) is True
     with pytest.raises(ValueError, match=r"^freeze_bn_stats must be True or False, got 'no'$"):
         check_bool("freeze_bn_stats", "no")
+
+
+# --------------------------------------------------------------------------- kinds of numbers (issue 14)
+
+
+@pytest.mark.parametrize("value", [np.int8(3), np.int16(3), np.int32(3), np.int64(3), np.uint8(3), np.uint64(3)])
+def test_numpy_integers_pass_as_plain_ints(value):
+    result = check_int("n", value, 1, 5)
+    assert result == 3 and type(result) is int
+
+
+@pytest.mark.parametrize("value", [np.float16(0.5), np.float32(0.5), np.float64(0.5), np.longdouble(0.5), np.int64(2)])
+def test_numpy_reals_pass_as_plain_floats(value):
+    result = check_real("rho", value, 0)
+    assert result == float(value) and type(result) is float
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True), 2.0, np.float64(2.0), "2", None, torch.tensor(2), 2 + 0j])
+def test_check_int_refuses_other_kinds_with_a_type_error_naming_the_argument(value):
+    with pytest.raises(TypeError, match=r"^epochs must be an int >= 1, got ") as error:
+        check_int("epochs", value, 1)
+    assert isinstance(error.value, ArgumentTypeError) and isinstance(error.value, ValueError)
+    assert repr(value) in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["a", "0.1", None, True, np.bool_(False), [0.1], torch.tensor(0.1), 1j])
+def test_check_real_refuses_other_kinds_with_a_type_error_naming_the_argument(value):
+    with pytest.raises(TypeError, match=r"^rho must be a finite number >= 0, got ") as error:
+        check_real("rho", value, 0)
+    assert repr(value) in str(error.value)
+
+
+@pytest.mark.parametrize("value", [math.nan, np.float32("nan"), -math.inf, math.inf, np.float64(-0.5), -1, 10**400])
+def test_check_real_refuses_nan_infinities_and_out_of_range_with_a_value_error(value):
+    with pytest.raises(ValueError, match=r"^rho must be a finite number >= 0, got ") as error:
+        check_real("rho", value, 0)
+    assert not isinstance(error.value, TypeError)
+
+
+def test_a_huge_integer_is_not_rounded_to_infinity():
+    with pytest.raises(ValueError, match=r"^p must be a number in \[1, inf\]"):
+        check_real("p", 10**400, 1, allow_inf=True)
+    assert check_real("p", 10**300, 1, allow_inf=True) == 1e300
+
+
+@pytest.mark.parametrize("value", [np.int64(0), np.int64(6), np.uint8(0)])
+def test_numpy_integers_out_of_range_give_a_value_error_with_range_and_value(value):
+    with pytest.raises(ValueError, match=rf"^k must be an int in \[1, 5\], got .*{int(value)}") as error:
+        check_int("k", value, 1, 5)
+    assert not isinstance(error.value, TypeError)
+
+
+def test_check_choice_refuses_bool_for_one_and_arrays():
+    assert check_choice("m", 1, (1, 2)) == 1
+    with pytest.raises(ValueError, match=r"^m must be one of 1, 2, got True$"):
+        check_choice("m", True, (1, 2))
+    assert check_choice("flag", True, (True, None)) is True
+    with pytest.raises(ValueError, match=r"^m must be one of 1, 2, got array"):
+        check_choice("m", np.array([1, 2]), (1, 2))
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, None, torch.tensor(True)])
+def test_check_bool_refuses_everything_but_bools_with_a_type_error(value):
+    with pytest.raises(TypeError, match=rf"^adaptive must be True or False, got {re.escape(repr(value))}$"):
+        check_bool("adaptive", value)

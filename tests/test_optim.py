@@ -388,7 +388,7 @@ def run_with_checkpoint(base, kwargs, restore_base_state=True):
     train_two_step(model, opt, data[15:])
 
     buffer.seek(0)
-    checkpoint = torch.load(buffer)
+    checkpoint = torch.load(buffer, weights_only=True)
     resumed = make_mlp(99)
     resumed.load_state_dict(checkpoint["model"])
     opt2 = SAM(resumed.parameters(), base, rho=0.1, **kwargs)

@@ -236,7 +236,7 @@ def _ddp_worker(rank, world, store, out):
 def ddp_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     mp.spawn(_ddp_worker, args=(2, str(tmp / "store"), str(tmp)), nprocs=2, join=True)
-    return [torch.load(tmp / f"rank{r}.pt") for r in range(2)]
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
 def test_ddp_synchronized_perturbation_equals_sam_on_the_global_batch(ddp_results):

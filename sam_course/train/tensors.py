@@ -46,6 +46,18 @@ class DatasetTensors:
         return len(self.targets)
 
 
+def _integer_targets(targets, what: str) -> Tensor:
+    """``targets`` as int64 when they are integer class indices; floats and bools are refused, never truncated."""
+    targets = torch.as_tensor(targets)
+    wrong_kind = targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool
+    if targets.ndim != 1 or (targets.numel() and wrong_kind):
+        raise ValueError(f"{what} must be a 1-D tensor of integer class indices, got {targets.dtype} of shape "
+                         f"{tuple(targets.shape)} (labels are not rounded or truncated; convert them explicitly)")
+    if targets.numel() and int(targets.min()) < 0:
+        raise ValueError(f"{what} must be class indices >= 0, found {int(targets.min())}")
+    return targets.long()
+
+
 def as_tensors(dataset) -> DatasetTensors:
     """The whole of ``dataset`` as tensors, without a per-example loop for the course's datasets.
 
@@ -54,7 +66,8 @@ def as_tensors(dataset) -> DatasetTensors:
     ``DataLoader`` stands for its ``.dataset``. Anything else is indexed once, example by example.
 
     Raises:
-        ValueError: if ``dataset`` is neither a Dataset nor indexable.
+        ValueError: if ``dataset`` is neither a Dataset nor indexable, or its targets are not
+            integer class indices >= 0 (float targets are refused, not truncated).
     """
     if isinstance(dataset, DataLoader):
         return as_tensors(dataset.dataset)
@@ -64,7 +77,7 @@ def as_tensors(dataset) -> DatasetTensors:
     if isinstance(dataset, TensorImageDataset):
         return DatasetTensors(dataset.data, dataset.targets)
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
-        return DatasetTensors(dataset.tensors[0], dataset.tensors[1].long())
+        return DatasetTensors(dataset.tensors[0], _integer_targets(dataset.tensors[1], "a TensorDataset's targets"))
     if isinstance(dataset, Subset):
         inner = as_tensors(dataset.dataset)
         index = torch.as_tensor(list(dataset.indices), dtype=torch.long)
@@ -74,7 +87,7 @@ def as_tensors(dataset) -> DatasetTensors:
         raise ValueError(f"expected a Dataset or DataLoader, got {type(dataset).__name__}")
     items = [dataset[i] for i in range(len(dataset))]
     inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
-    return DatasetTensors(inputs, torch.as_tensor([int(y) for _, y in items], dtype=torch.long))
+    return DatasetTensors(inputs, _integer_targets([torch.as_tensor(y).item() for _, y in items], "the dataset's labels"))
 
 
 def device_of(model: nn.Module) -> torch.device:
