@@ -51,10 +51,9 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     prefix = _temporary_prefix(path)
     for candidate in path.parent.glob(f"{prefix}*.tmp"):
         pid = candidate.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        # A live writer's temporary (this process's own included: another thread may be saving) stays.
+        if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
             continue
-        if pid.isdigit() and int(pid) == os.getpid():
-            continue  # this process saves one file at a time; its own temporary is in use
         with contextlib.suppress(FileNotFoundError):
             candidate.unlink()
             removed.append(candidate)
