@@ -136,7 +136,9 @@ def check_choice(name: str, value, allowed: Iterable):
     allowed = tuple(allowed)
     try:
         # bool(...) too: an array compares elementwise and has no truth value.
-        ok = bool(value in allowed) and not (isinstance(value, bool) and not any(a is value for a in allowed))
+        ok = bool(value in allowed)
+        if ok and _is_bool(value):
+            ok = any(_is_bool(a) and bool(a) == bool(value) for a in allowed)
     except (TypeError, ValueError, RuntimeError):
         ok = False
     if not ok:
@@ -144,9 +146,12 @@ def check_choice(name: str, value, allowed: Iterable):
     return value
 
 
+def _is_bool(value) -> bool:
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
+
+
 def check_bool(name: str, value) -> bool:
     """``value`` when it is a ``bool`` (or a NumPy bool); a string such as ``"no"`` is refused."""
-    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
-    if isinstance(value, bool) or numpy_bool:
+    if _is_bool(value):
         return bool(value)
     raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")

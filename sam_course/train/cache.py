@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from .._checks import check_choice
 from .build import build_data, build_model, build_optimizer, build_scheduler
-from .checkpoint import atomic_save
+from .checkpoint import atomic_save, move_aside
 from .config import RunConfig
 from .loop import fit
 
@@ -158,13 +157,42 @@ def _make_result(cfg, history, best_epoch, stopped, bundle_info, state, best_sta
     )
 
 
+#: What a cached run must hold, and the types of its entries.
+_REQUIRED = {"history": list, "best_epoch": (int, type(None)), "stopped_early": bool, "source": str,
+             "is_standin": bool, "image_shape": list, "num_classes": int, "state_dict": dict,
+             "best_state_dict": (dict, type(None))}
+
+
+def _unusable(saved) -> str | None:
+    """Why ``saved`` is not a cached run of this cache version, or None."""
+    if not isinstance(saved, dict):
+        return f"it holds a {type(saved).__name__}, not a dict"
+    for key, kind in _REQUIRED.items():
+        if key not in saved:
+            return f"no {key!r} entry"
+        if not isinstance(saved[key], kind):
+            return f"its {key!r} entry is a {type(saved[key]).__name__}"
+    if not saved["history"] or not all(isinstance(r, dict) and "test_acc" in r and "epoch" in r
+                                       for r in saved["history"]):
+        return "its history has no rows with 'epoch' and 'test_acc'"
+    return None
+
+
 def _load_cached(cfg: RunConfig, path: Path) -> RunResult | None:
+    """The cached run at ``path``, or None: for another cache version (retrained and overwritten), or
+    for a file that cannot be read or lacks an entry (moved aside to ``.corrupt`` with a warning)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - an unreadable cache entry is a miss, not a failure
-        warnings.warn(f"ignoring unreadable cached run {path} ({type(error).__name__}: {error})", stacklevel=3)
+        move_aside(path, f"{type(error).__name__}: {error}", "cached run")
         return None
-    if saved.get("cache_version") != CACHE_VERSION:
+    if isinstance(saved, dict) and "cache_version" in saved and saved["cache_version"] != CACHE_VERSION:
+        return None  # written by other training code: a miss, overwritten by this run
+    problem = _unusable(saved)
+    if problem is None and "cache_version" not in saved:
+        problem = "no 'cache_version' entry"
+    if problem is not None:
+        move_aside(path, problem, "cached run")
         return None
     history = pd.DataFrame.from_records(saved["history"])
     info = (saved["source"], saved["is_standin"], saved["image_shape"], saved["num_classes"])

@@ -124,7 +124,8 @@ def fit(
         checkpoint: a file written after every epoch (atomically): model, optimizer (SAM's
             includes the base optimizer's), scheduler, epoch, history, best state, generator states.
         resume: continue from ``checkpoint`` if that file exists (else start afresh). The result
-            equals an uninterrupted run bit for bit on the CPU.
+            equals an uninterrupted run bit for bit on the CPU. A checkpoint that cannot be read
+            or lacks an entry is renamed ``<name>.corrupt`` (with a warning) and the run starts afresh.
         patience: stop after this many epochs without improvement of ``monitor``; None never
             stops early.
         monitor: the history column that defines the best epoch: maximized if it ends in
@@ -167,9 +168,13 @@ def fit(
     record = _Record(_monitored(monitor, patience, training), maximize, patience)
     with torch.random.fork_rng(devices=training.cuda):
         torch.manual_seed(derive_seed(seed, "train"))
+        saved = None
         if resume and checkpoint.exists():
-            record.resume(load_checkpoint(checkpoint, seed, epochs, model, optimizer, scheduler,
-                                          training.generators, training.cuda))
+            # None when the file was unusable and moved aside (with a warning): start over.
+            saved = load_checkpoint(checkpoint, seed, epochs, model, optimizer, scheduler,
+                                    training.generators, training.cuda)
+        if saved is not None:
+            record.resume(saved)
         else:
             record.start(training.row(0, math.nan, optimizer.param_groups[0]["lr"], 0.0, 0), model)
         _train_epochs(training, record, epochs, scheduler, checkpoint, seed, progress, desc)
