@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .._checks import check_choice
 from .build import build_data, build_model, build_optimizer, build_scheduler
-from .checkpoint import atomic_save, move_aside
+from .checkpoint import atomic_save, missing_entries, move_aside
 from .config import RunConfig
 from .loop import fit
 
@@ -165,13 +165,9 @@ _REQUIRED = {"history": list, "best_epoch": (int, type(None)), "stopped_early": 
 
 def _unusable(saved) -> str | None:
     """Why ``saved`` is not a cached run of this cache version, or None."""
-    if not isinstance(saved, dict):
-        return f"it holds a {type(saved).__name__}, not a dict"
-    for key, kind in _REQUIRED.items():
-        if key not in saved:
-            return f"no {key!r} entry"
-        if not isinstance(saved[key], kind):
-            return f"its {key!r} entry is a {type(saved[key]).__name__}"
+    problem = missing_entries(saved, _REQUIRED)
+    if problem:
+        return problem
     if not saved["history"] or not all(isinstance(r, dict) and "test_acc" in r and "epoch" in r
                                        for r in saved["history"]):
         return "its history has no rows with 'epoch' and 'test_acc'"

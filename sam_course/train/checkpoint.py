@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 __all__ = [
     "CHECKPOINT_FORMAT",
     "atomic_save",
+    "missing_entries",
     "move_aside",
     "remove_stale_temporaries",
     "cuda_indices",
@@ -182,15 +183,28 @@ _REQUIRED = {"format": int, "seed": int, "epoch": int, "model": dict, "optimizer
              "history": list, "best": dict, "stopped": bool}
 
 
-def _missing(saved) -> str | None:
-    """Why ``saved`` is not a checkpoint's content, or None."""
+def missing_entries(saved, required: dict) -> str | None:
+    """Why ``saved`` is not a dict with every key of ``required`` of its type, or None.
+
+    ``required`` maps a key to a type or a tuple of types (as ``isinstance`` takes them); the
+    checkpoints here and the cached runs of ``sam_course.train.cache`` use it.
+    """
     if not isinstance(saved, dict):
         return f"it holds a {type(saved).__name__}, not a dict"
-    for key, kind in _REQUIRED.items():
+    for key, kind in required.items():
         if key not in saved:
             return f"no {key!r} entry"
         if not isinstance(saved[key], kind):
-            return f"its {key!r} entry is a {type(saved[key]).__name__}, not a {kind.__name__}"
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            return f"its {key!r} entry is a {type(saved[key]).__name__}, not a {names}"
+    return None
+
+
+def _missing(saved) -> str | None:
+    """Why ``saved`` is not a checkpoint's content, or None."""
+    problem = missing_entries(saved, _REQUIRED)
+    if problem:
+        return problem
     if "scheduler" not in saved:
         return "no 'scheduler' entry"
     if not all(k in saved["rng"] for k in ("torch", "cuda", "generators")):
