@@ -63,3 +63,20 @@ def quadratic_with_cross_term(a: float, b: float, c: float) -> planar.TestFuncti
         minima=((0.0, 0.0),),
         min_value=0.0,
     )
+
+
+def isolate_data_sources(monkeypatch, tmp_path) -> None:
+    """No network, no user data root, no Debian files: a data test sees only what it writes."""
+    import socket
+    import urllib.request
+
+    from sam_course.data import sources
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {})
+    monkeypatch.setenv("SAM_COURSE_DATA", str(tmp_path / "default-root"))
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")

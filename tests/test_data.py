@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import socket
 import struct
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import isolate_data_sources
 
 from sam_course import data
 from sam_course.data import sources
@@ -84,14 +83,7 @@ def write_cifar(root: Path, per_batch: int = 4, n_test: int = 12, key_type=str) 
 def offline(monkeypatch, tmp_path):
     """No test touches the network, the user's data root, or the machine's Debian files unless it asks."""
 
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(urllib.request, "getproxies", lambda: {})
-    monkeypatch.setenv("SAM_COURSE_DATA", str(tmp_path / "default-root"))
-    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    isolate_data_sources(monkeypatch, tmp_path)
 
 
 @pytest.fixture

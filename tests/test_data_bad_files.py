@@ -5,15 +5,14 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import socket
 import struct
-import urllib.request
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import isolate_data_sources
 
 from sam_course import data
 from sam_course.data import formats, sources
@@ -27,14 +26,7 @@ IDX_TYPES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">f4"):
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(urllib.request, "getproxies", lambda: {})
-    monkeypatch.setenv("SAM_COURSE_DATA", str(tmp_path / "default-root"))
-    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    isolate_data_sources(monkeypatch, tmp_path)
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:
