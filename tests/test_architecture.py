@@ -162,3 +162,18 @@ def test_optim_is_an_import_path():
     from sam_course.optim.sam import SAM as SAM_sam
 
     assert SAM is SAM_optim is SAM_sam
+
+
+@pytest.mark.parametrize("name", ["epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p"])
+def test_the_perturbation_keeps_its_older_import_paths(name):
+    """The functions moved from optim.sam to optim.perturbation; code written against the old
+    path (``from sam_course.optim.sam import epsilon_hat``) gets the same object."""
+    import sam_course
+    import sam_course.optim.perturbation as perturbation
+    import sam_course.optim.sam as sam
+
+    assert getattr(sam, name) is getattr(perturbation, name)
+    if name in ("epsilon_hat", "frozen_batchnorm_stats"):
+        assert getattr(sam_course, name) is getattr(sam_course.optim, name) is getattr(perturbation, name)
+    # Each function is documented once, in the module that defines it.
+    assert name in perturbation.__all__ and name not in sam.__all__

@@ -53,7 +53,8 @@ from typing import Any
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
-from ..optim.sam import SAM, frozen_batchnorm_stats
+from ..optim.perturbation import frozen_batchnorm_stats
+from ..optim.sam import SAM
 
 __all__ = ["SAMMixin", "unwrap_optimizer"]
 

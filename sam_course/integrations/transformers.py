@@ -31,7 +31,8 @@ from torch import nn
 from transformers import Trainer
 
 from .._checks import check_bool, check_real
-from ..optim.sam import SAM, check_p, check_rho, frozen_batchnorm_stats
+from ..optim.perturbation import check_p, check_rho, frozen_batchnorm_stats
+from ..optim.sam import SAM
 from ..optim.variants import LookSAM
 
 __all__ = ["SAMTrainer"]

@@ -4,8 +4,9 @@ Imports torch (and the package's validators) only, never the course's data, mode
 loop, so ``from sam_course.optim import SAM`` costs little more than ``import torch``
 (``ARCHITECTURE.md``; a test enforces it).
 
-* :mod:`~sam_course.optim.sam`: :class:`SAM`, :func:`epsilon_hat`, :func:`frozen_batchnorm_stats`
-  (chapters 3-5).
+* :mod:`~sam_course.optim.sam`: :class:`SAM`, the optimizer (chapters 4-5).
+* :mod:`~sam_course.optim.perturbation`: :func:`epsilon_hat` for every p-norm, the global norm
+  and :func:`frozen_batchnorm_stats` (chapters 3 and 5).
 * :mod:`~sam_course.optim.variants`: :class:`LookSAM`, :class:`SAMEveryK` and pass counting
   (chapter 14).
 * :mod:`~sam_course.optim.msam`: the m-SAM step and m-sharpness (chapter 12), with its low-rank
@@ -16,7 +17,8 @@ loop, so ``from sam_course.optim import SAM`` costs little more than ``import to
 
 from .distributed import SAMStep
 from .msam import m_sharpness, msam_gradient, msam_step
-from .sam import SAM, epsilon_hat, frozen_batchnorm_stats
+from .perturbation import epsilon_hat, frozen_batchnorm_stats
+from .sam import SAM
 from .variants import LookSAM, SAMEveryK, forward_backward_passes, orthogonal_component
 
 __all__ = [

@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from .._checks import check_bool, check_int, check_optional_real
 from .._params import LossFn
-from .sam import SAM, frozen_batchnorm_stats
+from .perturbation import frozen_batchnorm_stats
+from .sam import SAM
 
 __all__ = ["SAMStep", "first_pass_context", "is_ddp"]
 

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_int
 from .._params import LossFn
 from .msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
-from .sam import SAM, check_rho, frozen_batchnorm_stats
+from .perturbation import check_rho, frozen_batchnorm_stats
+from .sam import SAM
 
 __all__ = ["MSAM_METHODS", "msam_gradient", "msam_step", "m_sharpness"]
 

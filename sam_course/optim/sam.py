@@ -3,30 +3,33 @@
 SAM (Foret et al., ICLR 2021) minimizes ``max_{||eps||_p <= rho} L(w + eps)``. Each step takes two
 gradients: one at ``w`` to find the first-order worst-case perturbation ``eps_hat`` (chapter 3),
 and one at ``w + eps_hat``, which the base optimizer then applies at ``w`` (chapters 4 and 5).
+This module holds the optimizer's state machine (perturb, restore, step, checkpoints); the
+perturbation itself, :func:`~sam_course.optim.perturbation.epsilon_hat` and its norms, is in
+:mod:`~sam_course.optim.perturbation`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._checks import check_bool, check_real
 
-__all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p", "require_closure",
-           "check_base_optimizer"]
+# The perturbation's functions live in .perturbation; importing them here keeps the older paths
+# (``sam_course.optim.sam.epsilon_hat`` ...) working. __all__ names only what this module defines,
+# so the API reference documents each function once, where it is written.
+from .perturbation import check_finite_grads, check_p, check_rho, finite_norm2, unit_direction
+from .perturbation import epsilon_hat as epsilon_hat
+from .perturbation import frozen_batchnorm_stats as frozen_batchnorm_stats
+from .perturbation import global_norm as global_norm
+
+__all__ = ["SAM", "require_closure", "check_base_optimizer"]
 
 #: SAM's own per-group settings, next to the base optimizer's (``lr``, ``momentum``, ...).
 SAM_GROUP_KEYS = ("rho", "p", "adaptive", "eta")
-
-
-def check_rho(rho, name: str = "rho") -> float:
-    """``rho`` (a radius, in the parameters' units) as a finite float >= 0."""
-    return check_real(name, rho, 0)
 
 
 def require_closure(closure, owner: str, alternative: str = "") -> None:
@@ -56,139 +59,6 @@ def check_base_optimizer(base_optimizer, owner: str = "SAM") -> type[torch.optim
             "and cannot hand it a closure. Use a first-order optimizer (SGD, Adam, ...)"
         )
     return base_optimizer
-
-
-def check_p(p, name: str = "p") -> float:
-    """``p`` (the order of the perturbation's norm) as a float in [1, inf]."""
-    return check_real(name, p, 1, allow_inf=True)
-
-
-def _dual_exponent(p: float) -> float:
-    """q with 1/p + 1/q = 1 (q = inf for p = 1, q = 1 for p = inf)."""
-    if p == 1:
-        return math.inf
-    if math.isinf(p):
-        return 1.0
-    return p / (p - 1.0)
-
-
-def global_norm(tensors: Sequence[Tensor], order: float) -> Tensor:
-    """The ``order``-norm of all ``tensors`` together, as one 0-d tensor (one foreach pass)."""
-    norms = torch._foreach_norm(list(tensors), order)
-    if len(norms) == 1:
-        return norms[0]
-    return torch.linalg.vector_norm(torch.stack(norms), order)
-
-
-def _raise_if_not_finite(grads: Sequence[Tensor]) -> None:
-    if not bool(torch.isfinite(global_norm(grads, math.inf))):
-        raise ValueError(
-            "grads contain inf or NaN; no perturbation was applied and the parameters are unchanged "
-            "(check the loss, the learning rate, or use a GradScaler-aware step under mixed precision)"
-        )
-
-
-def _finite_norm2(tensors: Sequence[Tensor], raw: Sequence[Tensor]) -> float:
-    """Global 2-norm of ``tensors`` as a float; raises if ``raw`` (the gradients) is not finite."""
-    norm = float(global_norm(tensors, 2.0))
-    # Squares of entries below sqrt(tiny) underflow and squares above sqrt(max) overflow; well
-    # inside that range the plain norm is exact enough and costs one pass.
-    safe_floor = 1e4 * math.sqrt(torch.finfo(tensors[0].dtype).tiny)
-    if safe_floor < norm < math.inf:
-        return norm
-    _raise_if_not_finite(raw)
-    peak = global_norm(tensors, math.inf)
-    if not bool(peak > 0):
-        return 0.0
-    return float(peak) * float(global_norm(torch._foreach_div(list(tensors), peak), 2.0))
-
-
-def epsilon_hat(grads: Sequence[Tensor], rho: float, p: float = 2) -> list[Tensor]:
-    """The first-order maximizer of the loss over the p-norm ball of radius ``rho``.
-
-    Solves ``max_{||eps||_p <= rho} <g, eps>`` for the gradient ``g`` given as a list of tensors
-    (one per parameter; the norm is taken over all of them together). With ``1/p + 1/q = 1``::
-
-        eps_hat = rho * sign(g) * |g|**(q - 1) / ||g||_q**(q - 1)
-
-    so that ``||eps_hat||_p = rho`` and ``<g, eps_hat> = rho * ||g||_q`` (Hölder's inequality
-    holds with equality). Special cases: ``p = 2`` gives ``rho * g / ||g||_2``; ``p = inf`` gives
-    ``rho * sign(g)``; ``p = 1`` puts all of ``rho`` on the entries of largest ``|g|``, shared
-    equally between ties. A zero gradient gives a zero perturbation. Derived in chapter 3.
-
-    Args:
-        grads: gradients, any shapes; returned tensors have the same shapes and dtypes.
-        rho: radius of the ball (same units as the parameters), finite and >= 0.
-        p: the norm's order, in [1, inf].
-
-    Returns:
-        A list of new tensors, ``eps_hat`` split like ``grads``.
-
-    Raises:
-        ValueError: on a bad ``rho`` or ``p``, or when a gradient holds inf or NaN.
-    """
-    check_rho(rho)
-    check_p(p)
-    grads = [g.detach() for g in grads]
-    if not grads:
-        return []
-    _raise_if_not_finite(grads)
-    return _unit_direction(grads, float(p), scale=float(rho))
-
-
-def _unit_direction(grads: list[Tensor], p: float, scale: float = 1.0) -> list[Tensor]:
-    """``scale`` times the unit p-norm vector maximizing ``<g, .>``; ``grads`` must be finite."""
-    if p == 2:
-        norm = _finite_norm2(grads, grads)
-        return torch._foreach_mul(grads, scale / norm if norm > 0 else 0.0)
-    if math.isinf(p):
-        return torch._foreach_mul([g.sign() for g in grads], scale)
-    peak = global_norm(grads, math.inf)
-    if not bool(peak > 0):
-        return [torch.zeros_like(g) for g in grads]
-    # Dividing by max |g| first keeps |g|**(q-1) inside the float range for any q.
-    ratios = [g.abs().div_(peak) for g in grads]
-    if p == 1:
-        ties = [(r == 1).to(g.dtype) for r, g in zip(ratios, grads)]
-        count = sum(t.sum() for t in ties)
-        return [g.sign().mul_(t).mul_(scale / count) for g, t in zip(grads, ties)]
-    q = _dual_exponent(p)
-    powered = torch._foreach_pow(ratios, q - 1.0)
-    # ||r||_q**(q-1) = (sum r**q)**((q-1)/q) = (sum r**q)**(1/p).
-    total = sum((w * r).sum() for w, r in zip(powered, ratios))
-    factor = scale / total ** (1.0 / p)
-    return [g.sign().mul_(w).mul_(factor) for g, w in zip(grads, powered)]
-
-
-@contextlib.contextmanager
-def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
-    """Stop BatchNorm layers from updating their running statistics inside the block.
-
-    SAM runs two forward passes per step on the same batch. The second one, at the perturbed
-    weights ``w + eps_hat``, should not move BatchNorm's running mean and variance: they would
-    then average statistics of weights the model never has, and every batch would count twice
-    (``num_batches_tracked`` too). Inside this block batch statistics still normalize each batch in
-    training mode, exactly as in the first pass; only the buffers stay untouched. Chapter 5.
-
-    Example::
-
-        loss_fn(model(x), y).backward()
-        opt.first_step(zero_grad=True)
-        with frozen_batchnorm_stats(model):
-            loss_fn(model(x), y).backward()
-        opt.second_step(zero_grad=True)
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
-    saved = [m.track_running_stats for m in norms]
-    try:
-        for m in norms:
-            # With track_running_stats off, a training-mode forward uses batch statistics and
-            # neither reads nor writes the buffers (see torch.nn.modules.batchnorm).
-            m.track_running_stats = False
-        yield model
-    finally:
-        for m, flag in zip(norms, saved):
-            m.track_running_stats = flag
 
 
 class SAM(torch.optim.Optimizer):
@@ -364,15 +234,15 @@ class SAM(torch.optim.Optimizer):
             ]
             scaled = [grads if t is None else torch._foreach_mul(grads, t) for (_, _, grads), t in zip(members, scales)]
             if p == 2:
-                norm = _finite_norm2([g for s in scaled for g in s], [g for _, _, gs in members for g in gs])
+                norm = finite_norm2([g for s in scaled for g in s], [g for _, _, gs in members for g in gs])
                 inv = 1.0 / norm if norm > 0 else 0.0
                 updates.extend(
                     (params, t, s, sign[id(group)] * group["rho"] * inv)
                     for (group, params, _), t, s in zip(members, scales, scaled)
                 )
             else:
-                _raise_if_not_finite([g for _, _, gs in members for g in gs])
-                unit = _unit_direction([g for s in scaled for g in s], p)
+                check_finite_grads([g for _, _, gs in members for g in gs])
+                unit = unit_direction([g for s in scaled for g in s], p)
                 start = 0
                 for (group, params, _), t in zip(members, scales):
                     updates.append((params, t, unit[start:start + len(params)], sign[id(group)] * group["rho"]))

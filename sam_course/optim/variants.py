@@ -38,7 +38,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_optional_int, check_real
-from .sam import SAM, global_norm, require_closure
+from .perturbation import global_norm
+from .sam import SAM, require_closure
 
 __all__ = ["DEFAULT_ALPHA", "SAMEveryK", "LookSAM", "orthogonal_component", "forward_backward_passes"]
 

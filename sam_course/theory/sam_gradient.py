@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 
 from .._checks import check_bool
 from .._params import LossFn, as_batches, check_eval_mode, flatten, split_flat, trainable
-from ..optim.sam import SAM, check_rho, epsilon_hat
+from ..optim.perturbation import check_rho, epsilon_hat
+from ..optim.sam import SAM
 
 if TYPE_CHECKING:  # pandas is imported only by fit_sam_gradient, through sam_course.train
     import pandas as pd

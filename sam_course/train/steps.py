@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from .._checks import check_int
 from .._params import LossFn
 from ..optim.msam import msam_step
-from ..optim.sam import SAM, frozen_batchnorm_stats
+from ..optim.perturbation import frozen_batchnorm_stats
+from ..optim.sam import SAM
 from ..optim.variants import SAMEveryK
 
 __all__ = ["Step", "optimizer_step", "MSAMStep"]

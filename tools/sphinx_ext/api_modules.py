@@ -22,9 +22,9 @@ MARKER = "<!-- sam_course-modules -->"
 PAGE = "book/api"
 PACKAGE = Path(__file__).resolve().parents[2] / "sam_course"
 #: Modules in the order the book introduces them (by prefix); others follow alphabetically.
-ORDER = ("optim", "optim.sam", "optim.variants", "optim.msam", "optim.msam_lowrank", "optim.distributed", "theory", "noise",
-         "planar", "data", "models", "base_optimizers", "train", "experiments", "curvature", "paper",
-         "plotting", "timing", "profiles", "report", "examples")
+ORDER = ("optim", "optim.sam", "optim.perturbation", "optim.variants", "optim.msam", "optim.msam_lowrank",
+         "optim.distributed", "theory", "noise", "planar", "data", "models", "base_optimizers", "train", "experiments",
+         "curvature", "paper", "plotting", "timing", "profiles", "report", "examples")
 
 
 def _dotted(path: Path, package: Path) -> str:
