@@ -50,11 +50,14 @@ class Net(SAMMixin, L.LightningModule):
     def __init__(self, kind=SAM, scheduler: bool = False):
         super().__init__()
         self.net, self.kind, self.scheduler = network(), kind, scheduler
+        self.perturbed_losses: dict[int, float] = {}
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = F.cross_entropy(self.net(x), y)
         self.log("calls", 1.0, on_step=False, on_epoch=True, reduce_fx="sum")
+        if self.sam_second_pass:
+            self.perturbed_losses[batch_idx] = float(loss.detach())  # the last pass at w + eps_hat of this batch
         return loss
 
     def configure_optimizers(self):
@@ -115,6 +118,40 @@ def test_automatic_optimization_equals_a_plain_sam_loop(accumulate, clip):
     assert t.global_step == N_BATCHES // accumulate
     assert_same(model.net, ref)
     # One log record per batch, not one per pass.
+    assert float(t.callback_metrics["calls"]) == N_BATCHES
+
+
+class LossAtW(L.Callback):
+    """The oracle of the reported loss: a plain forward of the batch at the weights the step
+    starts from (BatchNorm on batch statistics, as in training, with its buffers untouched),
+    next to the loss Lightning hands to ``on_train_batch_end``."""
+
+    def __init__(self):
+        self.expected, self.reported = [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        x, y = batch
+        with torch.no_grad(), frozen_batchnorm_stats(pl_module):
+            self.expected.append(float(F.cross_entropy(pl_module.net(x), y)))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # Lightning divides the loss it reports by accumulate_grad_batches, as it does the one it backpropagates.
+        self.reported.append(float(outputs["loss"]) * trainer.accumulate_grad_batches)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_the_reported_loss_is_the_loss_at_the_unperturbed_weights(accumulate):
+    """What a step returns (``outputs["loss"]``) is the first pass's loss, at w, as with a plain
+    optimizer, not the second pass's at w + eps_hat; self.log still records once per batch."""
+    model, losses = Net(), LossAtW()
+    t = trainer(accumulate_grad_batches=accumulate, callbacks=[losses])
+    t.fit(model, loader())
+    assert len(losses.reported) == len(losses.expected) == N_BATCHES
+    torch.testing.assert_close(torch.tensor(losses.reported), torch.tensor(losses.expected), atol=1e-6, rtol=0)
+    # The test can tell the two passes apart: the loss at w + eps_hat is higher by far more than the tolerance.
+    stepped = sorted(model.perturbed_losses)
+    assert len(stepped) == N_BATCHES
+    assert min(model.perturbed_losses[i] - losses.expected[i] for i in stepped) > 1e-3
     assert float(t.callback_metrics["calls"]) == N_BATCHES
 
 

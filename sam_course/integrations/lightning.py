@@ -31,12 +31,15 @@ and backward twice, the second time at ``w + eps_hat``. What the mixin adds:
   (``eps_hat`` is normalized). ``on_before_optimizer_step`` runs after each pass, so twice.
 * Schedulers, ``max_steps``, checkpoints and ``BaseFinetuning`` work as with any optimizer
   (``SAM.state_dict`` holds the base optimizer's state; ``add_param_group`` adds once).
+* What the step reports is the first pass's, at the weights ``w`` the step starts from, as with a
+  plain optimizer: the ``outputs`` of ``on_train_batch_end`` (the returned loss and any other
+  entries of ``training_step``'s dict) and what ``self.log`` records. The loss at
+  ``w + eps_hat`` is neither logged nor returned (``training_step`` can read
+  ``self.sam_second_pass`` to record it).
 
-The batch output Lightning keeps (``outputs`` of ``on_train_batch_end``) is the second pass's;
-log the loss with ``self.log`` to see the loss at ``w``. A GradScaler (``"16-mixed"`` on a GPU)
-is refused with a ``RuntimeError``: Lightning's plugin then runs one pass and calls
-``optimizer.step()`` itself; ``"bf16-mixed"`` needs no scaler and works. DDP synchronizes both passes (one shared
-``eps_hat``, SAM on the global batch).
+A GradScaler (``"16-mixed"`` on a GPU) is refused with a ``RuntimeError``: Lightning's plugin
+then runs one pass and calls ``optimizer.step()`` itself; ``"bf16-mixed"`` needs no scaler and
+works. DDP synchronizes both passes (one shared ``eps_hat``, SAM on the global batch).
 
 Manual optimization (``self.automatic_optimization = False``): call
 :meth:`SAMMixin.sam_manual_step` from ``training_step``; it counts as one optimizer step
@@ -51,6 +54,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.loops.optimization.closure import AbstractClosure
 from torch import Tensor
 
 from ..optim.perturbation import frozen_batchnorm_stats
@@ -119,7 +123,10 @@ class SAMMixin:
                 strategy.backward(loss / self.trainer.accumulate_grad_batches, optimizer)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure: Callable | None = None) -> None:
-        """``optimizer.step(closure)`` with the closure's second call run as SAM's second pass."""
+        """``optimizer.step(closure)`` with the closure's second call run as SAM's second pass.
+
+        The step's outputs (``on_train_batch_end``'s ``outputs``) stay those of the first pass.
+        """
         sam = unwrap_optimizer(optimizer)
         if not isinstance(sam, SAM) or optimizer_closure is None:
             self._sam_window = []
@@ -134,6 +141,11 @@ class SAMMixin:
                 return optimizer_closure()
             with self._second_pass():
                 self._replay(optimizer)
+                if isinstance(optimizer_closure, AbstractClosure):
+                    # Lightning reports what the closure's last __call__ cached (the batch's
+                    # outputs and loss); .closure() runs the same pass without caching, so what
+                    # it reports stays the first pass's, at w, as for a plain optimizer.
+                    return optimizer_closure.closure().loss
                 return optimizer_closure()
 
         try:
