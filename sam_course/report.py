@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from ._checks import check_int, check_real
 
@@ -30,6 +34,11 @@ __all__ = [
     "glue_text",
     "glue_markdown",
     "glue_figure",
+    "glue_verdict",
+    "recorded_verdict",
+    "verdict_store",
+    "number_text",
+    "with_spread",
     "text_table",
     "readable_name",
     "readable",
@@ -104,11 +113,110 @@ def glue_figure(name: str, fig) -> None:
     """Glue a matplotlib figure under ``name`` (a ``{glue:figure}`` block) and close it.
 
     Closing keeps the figure from showing a second time under the cell that drew it.
+
+    Raises:
+        ValueError: when two texts of the figure overlap (a title over a neighbour's x-label,
+            crowded ticks; :func:`sam_course.plotting.layout.overlapping_texts`); the figure is
+            closed and not glued, and the message names the texts.
     """
     import matplotlib.pyplot as plt
 
+    from .plotting.layout import overlapping_texts
+
+    overlaps = overlapping_texts(fig)
+    if overlaps:
+        picture = Path(tempfile.gettempdir()) / (re.sub(r"[^\w.-]", "_", name) + "-overlapping-texts.png")
+        fig.savefig(picture)
+        plt.close(fig)
+        raise ValueError(f"figure {name!r} has overlapping texts (fig.tight_layout(), a taller figure or fewer "
+                         "ticks fixes most): " + "; ".join(overlaps[:8]) + (" ..." if len(overlaps) > 8 else "")
+                         + f"; the figure is saved as {picture}")
     _glue(name, fig)
     plt.close(fig)
+
+
+#: A verdict's name: what a file name and a glue key can both hold.
+_VERDICT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def verdict_store() -> Path:
+    """The folder where :func:`glue_verdict` records verdicts for the current profile.
+
+    ``<run cache>/verdicts/<profile>/`` (:func:`sam_course.train.cache_dir`): a verdict is recorded
+    next to the runs it was computed from, and a ``ci`` verdict never shows in a ``book`` build.
+    """
+    from .profiles import current_profile
+    from .train import cache_dir
+
+    return cache_dir() / "verdicts" / current_profile().name
+
+
+def _verdict_path(name: str) -> Path:
+    if not isinstance(name, str) or not _VERDICT_NAME.fullmatch(name):
+        raise ValueError(f"name must be a glue key of lower-case letters, digits and '_', got {name!r}")
+    return verdict_store() / f"{name}.md"
+
+
+def glue_verdict(name: str, text: str) -> None:
+    """Glue a verdict (``{glue:md}`name```) and record it, so that a later chapter quotes it exactly.
+
+    Chapter 15 sums up the verdicts of chapters 7-14 with :func:`recorded_verdict` instead of
+    retyping them; ``tools/check_verdicts.py`` checks that every quote equals the glued original of
+    the same build. One file per verdict (written whole, then renamed into place), so chapters that
+    run at the same time never overwrite each other's verdicts.
+    """
+    path = _verdict_path(name)
+    glue_markdown(name, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def recorded_verdict(name: str, chapter: str) -> str:
+    """The verdict that :func:`glue_verdict` last recorded under ``name`` in this profile.
+
+    Args:
+        chapter: where the verdict is computed ("chapter 12"), named in the error.
+
+    Raises:
+        LookupError: when no verdict of that name was recorded (run ``chapter`` first; a build of
+            the book runs the chapters in order).
+    """
+    path = _verdict_path(name)
+    if not path.is_file():
+        raise LookupError(f"no verdict {name!r} recorded in {path.parent}: run {chapter} first "
+                          "(building the book runs every chapter in order)")
+    return path.read_text(encoding="utf-8")
+
+
+def number_text(value, spec: str, missing: str, template: str = "{}") -> str:
+    """``value`` formatted with ``spec`` into ``template``, or the words ``missing`` when it is not finite.
+
+    A quantity that was not measured in a build (a spread over one seed, the epoch of an onset no
+    run reached) is NaN, which a reader should never meet in the prose; the chapter says why instead::
+
+        number_text(3.5, ".1f", "not reached", "epoch {}")       # 'epoch 3.5'
+        number_text(math.nan, ".1f", "not reached", "epoch {}")  # 'not reached'
+    """
+    value = as_plain_number(value)
+    if not isinstance(missing, str) or not missing:
+        raise ValueError(f"missing must be a non-empty string (the words shown for an unmeasured value), got {missing!r}")
+    if not math.isfinite(value):
+        return missing
+    return template.format(format(value, spec))
+
+
+def with_spread(mean, spread, spec: str = ".3f", missing: str = "one seed, no spread") -> str:
+    """``"0.881 ± 0.004"``: a mean and its spread in one format, or ``"0.881 (one seed, no spread)"``
+    when the spread is not finite (a standard deviation over a single seed)."""
+    mean = as_plain_number(mean)
+    return number_text(spread, spec, f"{mean:{spec}} ({missing})", f"{mean:{spec}} ± {{}}")
 
 
 def text_table(table, name: str = "value"):
@@ -223,9 +331,15 @@ def paired_difference(differences: Sequence[float]) -> tuple[float, float]:
 
 
 def count_verdict(k: int, n: int, unit: str = "seeds") -> str:
-    """``"holds in every one of the n <unit>"``, ``"holds in none of them"`` or ``"holds in k of n <unit>"``."""
+    """``"holds in every one of the n <unit>"``, ``"holds in none of them"`` or ``"holds in k of n <unit>"``.
+
+    With ``n = 1``: ``"holds in the single seed"`` or ``"does not hold in the single seed"`` (the
+    singular is ``unit`` without its final "s").
+    """
     n = check_int("n", n, 1)
     k = check_int("k", k, 0, n)
+    if n == 1:
+        return f"{'holds' if k else 'does not hold'} in the single {unit.removesuffix('s')}"
     if k == n:
         return f"holds in every one of the {n} {unit}"
     if k == 0:

@@ -255,3 +255,15 @@ def test_memorization_onset_rejects_bad_thresholds(bad):
 def test_memorization_onset_needs_the_history_columns():
     with pytest.raises(ValueError, match="train_memorized"):
         experiments.memorization_onset(pd.DataFrame({"epoch": [0, 1]}))
+
+
+def test_the_seed_gap_is_reproduced_by_a_drop_of_at_least_half_its_size():
+    seed_gap = experiments.SEED_RESULT["SAM-Adam"] - experiments.SEED_RESULT["Adam"]
+    assert seed_gap == pytest.approx(-0.42)
+    assert experiments.reproduces_seed_gap(-0.42) and experiments.reproduces_seed_gap(-0.21)
+    assert not experiments.reproduces_seed_gap(-0.2) and not experiments.reproduces_seed_gap(0.05)
+    assert experiments.reproduces_seed_gap(0.01, -0.3)          # either reading may reproduce it
+    with pytest.raises(ValueError, match="at least one"):
+        experiments.reproduces_seed_gap()
+    with pytest.raises(ValueError, match=r"gaps\[0\]"):
+        experiments.reproduces_seed_gap(float("nan"))

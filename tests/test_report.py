@@ -1,5 +1,7 @@
 """sam_course.report: the glue idiom (plain numbers, words, figures) and the one verdict rule."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -135,6 +137,7 @@ def test_paired_difference_against_numpy():
 
 @pytest.mark.parametrize("k, n, expected", [
     (3, 3, "holds in every one of the 3 seeds"), (0, 3, "holds in none of them"), (2, 3, "holds in 2 of 3 seeds"),
+    (1, 1, "holds in the single seed"), (0, 1, "does not hold in the single seed"),
 ])
 def test_count_verdict(k, n, expected):
     from sam_course.report import count_verdict
@@ -191,3 +194,42 @@ def test_readable_renames_columns_and_index_but_not_the_original():
     assert shown.index.names == ["ρ"]
     assert list(table.columns) == ["final_test_acc_mean", "n"] and table.index.name == "sam_rho"
     assert shown.iloc[0, 0] == 0.5
+
+
+def test_number_text_formats_a_number_and_says_why_one_is_missing():
+    assert report.number_text(3.46, ".1f", "not reached", "epoch {}") == "epoch 3.5"
+    assert report.number_text(np.float64(0.25), ".2f", "unmeasured") == "0.25"
+    assert report.number_text(math.nan, ".1f", "not reached", "epoch {}") == "not reached"
+    assert report.number_text(math.inf, ".1f", "unbounded") == "unbounded"
+    with pytest.raises(ValueError, match="missing"):
+        report.number_text(1.0, ".1f", "")
+    with pytest.raises(TypeError, match="single number"):
+        report.number_text("3", ".1f", "x")
+
+
+def test_with_spread_shows_mean_and_spread_or_says_there_is_none():
+    assert report.with_spread(0.8814, 0.0042) == "0.881 ± 0.004"
+    assert report.with_spread(12.345, 0.5, ".1f") == "12.3 ± 0.5"
+    assert report.with_spread(0.8814, math.nan) == "0.881 (one seed, no spread)"
+    assert "nan" not in report.with_spread(0.5, float("nan"), missing="a single run")
+
+
+def test_a_glued_verdict_is_recorded_for_a_later_chapter(glued, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAM_COURSE_CACHE", str(tmp_path))
+    monkeypatch.setenv("SAM_COURSE_PROFILE", "ci")
+    report.glue_verdict("ch99_gap", "SAM is **ahead** by 0.3")
+    assert glued["ch99_gap"][0].data == "SAM is **ahead** by 0.3"
+    assert report.recorded_verdict("ch99_gap", "chapter 99") == "SAM is **ahead** by 0.3"
+    assert (tmp_path / "verdicts" / "ci" / "ch99_gap.md").is_file()
+    report.glue_verdict("ch99_gap", "within the spread")       # a rerun replaces it
+    assert report.recorded_verdict("ch99_gap", "chapter 99") == "within the spread"
+    monkeypatch.setenv("SAM_COURSE_PROFILE", "book")            # profiles never share verdicts
+    with pytest.raises(LookupError, match="run chapter 99 first"):
+        report.recorded_verdict("ch99_gap", "chapter 99")
+    assert not list((tmp_path / "verdicts" / "ci").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("name", ["", "Ch1", "../x", "a b", 3])
+def test_a_verdict_name_must_be_a_glue_key(name):
+    with pytest.raises(ValueError, match="name must be a glue key"):
+        report.recorded_verdict(name, "chapter 1")

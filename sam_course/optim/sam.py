@@ -65,7 +65,8 @@ class SAM(torch.optim.Optimizer):
     """Sharpness-Aware Minimization around any ``torch.optim`` optimizer.
 
     Each step moves the weights to ``w + eps_hat`` (the first-order worst case in a p-ball of
-    radius ``rho``, see :func:`epsilon_hat`), takes the gradient there, moves back to ``w`` and
+    radius ``rho``, see :func:`~sam_course.optim.perturbation.epsilon_hat`), takes the gradient
+    there, moves back to ``w`` and
     lets the base optimizer step with that gradient (Algorithm 1 of Foret et al., 2021;
     chapter 5). With ``adaptive=True`` it is ASAM (Kwon et al., 2021): the ball is taken in the
     coordinates ``eps / (|w| + eta)``, so ``eps_hat = T * epsilon_hat(T * g)`` with
