@@ -179,7 +179,9 @@ def check_instance(name: str, value, kinds: type | tuple[type, ...], what: str |
         return value
     if what is None:
         what = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
-    raise ArgumentTypeError(f"{name} must be a {what}, got {reprlib.repr(value)} ({type(value).__name__})")
+    shown = reprlib.repr(value)
+    shown = f"a {type(value).__name__}" if "\n" in shown else f"{shown} ({type(value).__name__})"
+    raise ArgumentTypeError(f"{name} must be a {what}, got {shown}")
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

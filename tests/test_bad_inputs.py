@@ -19,10 +19,17 @@ from sam_course import data, models, noise, planar, train
 from sam_course._checks import ArgumentTypeError
 from sam_course.curvature import landscape, spectrum
 from sam_course.optim import SAM
-from sam_course.optim.msam import m_sharpness
+from sam_course.optim.msam import m_sharpness, msam_gradient, msam_step
 from sam_course.theory import bound
 
 X, Y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
+CE = nn.CrossEntropyLoss()
+GOOD = object()  # passed by the good-value test to a call whose kind has no single good value
+
+
+def pick(value, good):
+    """``value``, or ``good`` when the good-value test passes :data:`GOOD`."""
+    return good if value is GOOD else value
 
 
 def linear():
@@ -43,11 +50,33 @@ def fit(**kwargs):
                      progress=False, **args)
 
 
-# (argument name, call with the bad value, kind: "number" or "int" or "bool")
+def msam(argument, value, function=msam_gradient):
+    """``msam_gradient`` (or ``msam_step``) on a linear model, with ``argument`` replaced by ``value``."""
+    model = linear()
+    args = {"optimizer": SAM(model.parameters(), torch.optim.SGD, lr=0.1), "model": model, "loss_fn": CE,
+            "inputs": X, "targets": Y, "m": 2}
+    if value is not GOOD:
+        args[argument] = value
+    return function(**args)
+
+
+# (argument name, call with the bad value, kind: a key of BAD)
 CALLS = {
     "SAM(rho)": ("rho", lambda v: SAM(linear().parameters(), torch.optim.SGD, rho=v, lr=0.1), "number"),
     "m_sharpness(rho)": ("rho", lambda v: m_sharpness(linear(), nn.CrossEntropyLoss(), X, Y, 2, rho=v), "number"),
     "m_sharpness(m)": ("m", lambda v: m_sharpness(linear(), nn.CrossEntropyLoss(), X, Y, v), "int"),
+    "m_sharpness(steps)": ("steps", lambda v: m_sharpness(linear(), CE, X, Y, 2, steps=v), "int"),
+    "m_sharpness(model)": ("model", lambda v: m_sharpness(pick(v, linear()), CE, X, Y, 2), "object"),
+    "m_sharpness(loss_fn)": ("loss_fn", lambda v: m_sharpness(linear(), pick(v, CE), X, Y, 2), "object"),
+    "m_sharpness(inputs)": ("inputs", lambda v: m_sharpness(linear(), CE, pick(v, X), Y, 2), "tensor"),
+    "m_sharpness(targets)": ("targets", lambda v: m_sharpness(linear(), CE, X, pick(v, Y), 2), "tensor"),
+    "msam_gradient(optimizer)": ("optimizer", lambda v: msam("optimizer", v), "object"),
+    "msam_gradient(model)": ("model", lambda v: msam("model", v), "object"),
+    "msam_gradient(inputs)": ("inputs", lambda v: msam("inputs", v), "tensor"),
+    "msam_gradient(m)": ("m", lambda v: msam("m", pick(v, 2)), "int"),
+    "msam_gradient(method)": ("method", lambda v: msam("method", pick(v, "loop")), "choice"),
+    "msam_step(targets)": ("targets", lambda v: msam("targets", v, msam_step), "tensor"),
+    "msam_step(loss_fn)": ("loss_fn", lambda v: msam("loss_fn", v, msam_step), "object"),
     "symmetric_noise(rate)": ("rate", lambda v: noise.symmetric_noise([0, 1, 2], 3, v, 0), "number"),
     "symmetric_noise(num_classes)": ("num_classes", lambda v: noise.symmetric_noise([0, 1, 1], v, 0.1, 0), "int"),
     "symmetric_noise(seed)": ("seed", lambda v: noise.symmetric_noise([0, 1, 2], 3, 0.1, v), "int"),
@@ -85,7 +114,13 @@ BAD = {
                (math.nan, ValueError), (-1.0, ValueError)],
     "int": [("a", ArgumentTypeError), (True, ArgumentTypeError), (2.5, ArgumentTypeError), (-1, ValueError)],
     "bool": [("no", ArgumentTypeError), (1, ArgumentTypeError), (None, ArgumentTypeError)],
+    # A module, an optimizer, a function: none of these is one.
+    "object": [("a", ArgumentTypeError), (None, ArgumentTypeError), (3, ArgumentTypeError)],
+    "tensor": [("a", ArgumentTypeError), (None, ArgumentTypeError), ([1.0, 2.0], ArgumentTypeError)],
+    # A name from a fixed list.
+    "choice": [("nope", ValueError), (3, ValueError)],
 }
+GOOD_VALUES = {"number": 0.5, "int": 2, "bool": False}
 TABLE = [pytest.param(call, name, value, error, id=f"{call}={value!r}")
          for call, (name, _, kind) in CALLS.items() for value, error in BAD[kind]]
 
@@ -96,7 +131,7 @@ def test_every_call_of_the_table_accepts_a_good_value(call, monkeypatch, tmp_pat
     # value, not a broken call, is what raises below). Loaders get an empty offline root.
     monkeypatch.setenv("SAM_COURSE_DATA", str(tmp_path))
     name, run, kind = CALLS[call]
-    good = {"number": 0.5, "int": 2, "bool": False}[kind]
+    good = GOOD_VALUES.get(kind, GOOD)
     try:
         run(good)
     except data.DatasetUnavailable:
