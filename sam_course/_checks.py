@@ -40,6 +40,7 @@ __all__ = [
     "check_choice",
     "check_bool",
     "check_instance",
+    "check_items",
     "interval",
     "warn_at_caller",
 ]
@@ -182,6 +183,21 @@ def check_instance(name: str, value, kinds: type | tuple[type, ...], what: str |
     shown = reprlib.repr(value)
     shown = f"a {type(value).__name__}" if "\n" in shown else f"{shown} ({type(value).__name__})"
     raise ArgumentTypeError(f"{name} must be a {what}, got {shown}")
+
+
+def check_items(name: str, value, kinds: type | tuple[type, ...], what: str) -> list:
+    """``value`` as a list when it is a list or tuple of instances of ``kinds`` (``what`` names them).
+
+    A string, a tensor or a dict is refused, not iterated::
+
+        check_items("metrics", "acc", str, "str")
+        # ArgumentTypeError: metrics must be a list or tuple of str, got 'acc' (str)
+    """
+    if isinstance(value, (list, tuple)) and all(isinstance(v, kinds) for v in value):
+        return list(value)
+    shown = reprlib.repr(value)
+    shown = f"a {type(value).__name__}" if "\n" in shown else f"{shown} ({type(value).__name__})"
+    raise ArgumentTypeError(f"{name} must be a list or tuple of {what}, got {shown}")
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

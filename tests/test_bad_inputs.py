@@ -8,19 +8,35 @@ values of the right kind out of range (NaN, negatives) raise a plain ``ValueErro
 
 from __future__ import annotations
 
+import inspect
 import math
 
+import matplotlib
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from sam_course import data, models, noise, planar, train
-from sam_course._checks import ArgumentTypeError
-from sam_course.curvature import landscape, spectrum
-from sam_course.optim import SAM
-from sam_course.optim.msam import m_sharpness, msam_gradient, msam_step
-from sam_course.theory import bound
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+import sam_course  # noqa: E402
+from sam_course import data, models, noise, planar, plotting, train  # noqa: E402
+from sam_course._checks import ArgumentTypeError  # noqa: E402
+from sam_course.curvature import landscape, spectrum  # noqa: E402
+from sam_course.optim import (  # noqa: E402
+    SAM,
+    LookSAM,
+    SAMEveryK,
+    SAMStep,
+    epsilon_hat,
+    forward_backward_passes,
+    frozen_batchnorm_stats,
+    orthogonal_component,
+)
+from sam_course.optim.msam import m_sharpness, msam_gradient, msam_step  # noqa: E402
+from sam_course.theory import bound  # noqa: E402
 
 X, Y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
 CE = nn.CrossEntropyLoss()
@@ -40,6 +56,49 @@ def linear():
 def bundle():
     ds = data.TensorImageDataset(torch.zeros(10, 1, 2, 2), torch.arange(10), [str(i) for i in range(10)])
     return data.DataBundle("fixture", ds, ds, "fixture")
+
+
+def axes():
+    plt.close("all")
+    return plt.figure().add_subplot()
+
+
+def entered(context):
+    with context:
+        pass
+
+
+def sam(model=None):
+    return SAM((model or linear()).parameters(), torch.optim.SGD, lr=0.1)
+
+
+def run_result():
+    """A finished tiny run, for the functions that read results (no training: a stored history)."""
+    import pandas as pd
+
+    history = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5], "train_acc": [0.1, 0.3], "test_acc": [0.1, 0.2],
+                            "train_clean_acc": [0.1, 0.3], "train_memorized": [0.0, 0.0], "seconds": [0.0, 1.0],
+                            "eval_seconds": [0.1, 0.1]})
+    return train.RunResult(train.RunConfig(), history, None, 0.2, None, False, "fixture", False, (1, 2, 2), 10, {}, None)
+
+
+def sam_step(**kwargs):
+    model = linear()
+    return SAMStep(model, kwargs.pop("optimizer", sam(model)), **kwargs)
+
+
+def idx_file(path):
+    """``path`` when a value is bad; when it is :data:`GOOD`, a two-byte IDX file."""
+    if path is not GOOD:
+        return path
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix="-idx1-ubyte", delete=False) as handle:
+        handle.write(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 9]))
+    return handle.name
+
+
+TINY = train.RunConfig(n_train=10, n_test=10, epochs=1, batch_size=5)
 
 
 def fit(**kwargs):
@@ -108,6 +167,93 @@ CALLS = {
     "optimizer_factory(lr)": ("lr", lambda v: planar.optimizer_factory("SGD", v), "number"),
     "optimizer_factory(rho)": ("rho", lambda v: planar.optimizer_factory("SAM-SGD", 0.1, rho=v), "number"),
 }
+CALLS.update({
+    # optim
+    "epsilon_hat(rho)": ("rho", lambda v: epsilon_hat([torch.ones(2)], v), "number"),
+    "epsilon_hat(grads)": ("grads", lambda v: epsilon_hat(pick(v, [torch.ones(2)]), 0.1), "tensors"),
+    "frozen_batchnorm_stats(model)": ("model", lambda v: entered(frozen_batchnorm_stats(pick(v, linear()))), "object"),
+    "LookSAM(k)": ("k", lambda v: LookSAM(linear().parameters(), torch.optim.SGD, k=v, lr=0.1), "int"),
+    "LookSAM(alpha)": ("alpha", lambda v: LookSAM(linear().parameters(), torch.optim.SGD, alpha=v, lr=0.1), "number"),
+    "SAMEveryK(k)": ("k", lambda v: SAMEveryK(linear().parameters(), torch.optim.SGD, k=v, lr=0.1), "int"),
+    "orthogonal_component(grads)": ("grads", lambda v: orthogonal_component([torch.ones(2)], pick(v, [torch.ones(2)])),
+                                    "tensors"),
+    "forward_backward_passes(steps)": ("steps", lambda v: forward_backward_passes(v, 2), "int"),
+    "SAMStep(optimizer)": ("optimizer", lambda v: sam_step() if v is GOOD else sam_step(optimizer=v),
+                           "object"),
+    "SAMStep(accumulation_steps)": ("accumulation_steps", lambda v: sam_step(accumulation_steps=v),
+                                    "int"),
+    "SAMStep(freeze_bn_stats)": ("freeze_bn_stats", lambda v: sam_step(freeze_bn_stats=v), "bool"),
+    # data
+    "TensorImageDataset(data)": ("data", lambda v: data.TensorImageDataset(pick(v, torch.zeros(2, 1, 2, 2)),
+                                                                          torch.arange(2), ["a", "b"]), "tensor"),
+    "DataBundle(train)": ("train", lambda v: data.DataBundle("x", pick(v, bundle().train), bundle().test, "src"),
+                          "object"),
+    "read_idx(path)": ("path", lambda v: data.read_idx(idx_file(v)), "path"),
+    "load_fashion_mnist(n_train)": ("n_train", lambda v: data.load_fashion_mnist(n_train=v, download=False), "int"),
+    "normalize(mean)": ("mean", lambda v: data.normalize(bundle(), mean=pick(v, [0.5]), std=[1.0]), "numbers"),
+    # planar
+    "TestFunction(f)": ("f", lambda v: planar.TestFunction("t", pick(v, planar.EASOM.f), ((-1, 1), (-1, 1)),
+                                                             ((0.0, 0.0),), 0.0), "object"),
+    "TestFunction(min_value)": ("min_value", lambda v: planar.TestFunction("t", planar.EASOM.f, ((-1, 1), (-1, 1)),
+                                                                             ((0.0, 0.0),), v), "real"),
+    "SharpFlatFunction(sharp_value)": ("sharp_value", lambda v: planar.SharpFlatFunction(
+        "t", planar.SHARP_FLAT.f, planar.SHARP_FLAT.domain, planar.SHARP_FLAT.minima, 0.0, (0.0, 0.0), v, (1.0, 1.0), 0.0),
+        "real"),
+    "grid(n)": ("n", lambda v: planar.grid(planar.EASOM, v), "int"),
+    "check_function(function)": ("function", lambda v: planar.check_function(pick(v, planar.EASOM)), "object"),
+    "parse_box(window)": ("window", lambda v: planar.parse_box(pick(v, ((0, 1), (0, 1)))), "box"),
+    "run_optimizer(steps)": ("steps", lambda v: planar.run_optimizer(planar.EASOM, (3.0, 3.0),
+                                                                       planar.optimizer_factory("SGD", 0.1), v), "int"),
+    "start_grid(n)": ("n", lambda v: planar.start_grid(planar.EASOM, v), "int"),
+    "run_from_starts(steps)": ("steps", lambda v: planar.run_from_starts(planar.EASOM, [(3.0, 3.0)],
+                                                                           planar.optimizer_factory("SGD", 0.1), v), "int"),
+    "run_bruteforce_sam(rho)": ("rho", lambda v: planar.run_bruteforce_sam(
+        planar.EASOM, [(3.0, 3.0)], lambda ps: torch.optim.SGD(ps, lr=0.1), v, 2, n_angles=4, n_radii=2), "number"),
+    "distance_to_minima(function)": ("function", lambda v: planar.distance_to_minima(pick(v, planar.EASOM), [(0.0, 0.0)]),
+                                     "object"),
+    "classify_endpoints(radius)": ("radius", lambda v: planar.classify_endpoints(planar.EASOM, [(0.0, 0.0)], radius=v),
+                                   "number"),
+    "hessian_eigenvalues(function)": ("function", lambda v: planar.hessian_eigenvalues(pick(v, planar.EASOM),
+                                                                                         [(0.0, 0.0)]), "object"),
+    # plotting
+    "color_for(name)": ("name", lambda v: plotting.color_for(pick(v, "SAM")), "str"),
+    "label_axes(ax)": ("ax", lambda v: plotting.label_axes(pick(v, axes()), "t", "x", "y", legend=False), "object"),
+    "contour(n)": ("n", lambda v: plotting.contour(axes(), planar.EASOM, n=v, colorbar=False), "int"),
+    "trajectory(path)": ("path", lambda v: plotting.trajectory(axes(), pick(v, [(0.0, 0.0), (1.0, 1.0)]), "p"), "box"),
+    "compare_trajectories(steps)": ("steps", lambda v: plotting.compare_trajectories(planar.EASOM, (3.0, 3.0), steps=v,
+                                                                                       n=10), "int"),
+    "outcome_map(outcomes)": ("outcomes", lambda v: plotting.outcome_map(axes(), [(0.0, 0.0)], pick(v, ["a"])), "strs"),
+    "plot_histories(histories)": ("histories", lambda v: plotting.plot_histories(axes(), pick(v, {"a": [1.0, 2.0]}),
+                                                                                   "t", "x", "y"), "object"),
+    "seed_curves(column)": ("column", lambda v: plotting.seed_curves([run_result()], pick(v, "test_acc")), "str"),
+    "plot_seed_band(column)": ("column", lambda v: plotting.plot_seed_band(axes(), [run_result()], pick(v, "test_acc"),
+                                                                             color="k", label="l"), "str"),
+    "animate_trajectories(frames)": ("frames", lambda v: plotting.animate_trajectories(
+        planar.EASOM, {"a": [(0.0, 0.0), (1.0, 1.0)]}, frames=v, n=10), "int"),
+    "to_html(animation)": ("animation", lambda v: plotting.to_html(pick(v, plotting.animate_trajectories(
+        planar.EASOM, {"a": [(0.0, 0.0), (1.0, 1.0)]}, frames=2, n=10))), "object"),
+    "explorer(presets)": ("presets", lambda v: plotting.explorer(pick(v, None)), "optional object"),
+    # train
+    "optimizer_step(model)": ("model", lambda v: train.optimizer_step(pick(v, linear()), torch.optim.SGD(
+        linear().parameters(), lr=0.1), CE, X, Y), "object"),
+    "MSAMStep(m)": ("m", lambda v: train.MSAMStep(v), "int"),
+    "evaluate(batch_size)": ("batch_size", lambda v: train.evaluate(linear(), TensorDataset(X, Y), batch_size=v), "int"),
+    "run(cfg)": ("cfg", lambda v: train.run(pick(v, TINY), cache=False, progress=False, verbose=False), "object"),
+    "run_seeds(seeds)": ("seeds", lambda v: train.run_seeds(TINY, pick(v, [])), "ints"),
+    "results_table(results)": ("results", lambda v: train.results_table(pick(v, [run_result()])), "object"),
+    "summarize(metrics)": ("metrics", lambda v: train.summarize([run_result()], pick(v, ("final_test_acc",))), "strs"),
+    "runs_summary(wall_seconds)": ("wall_seconds", lambda v: train.runs_summary([run_result()], v), "number"),
+    "build_data(cfg)": ("cfg", lambda v: train.build_data(pick(v, TINY), verbose=False), "object"),
+    "build_model(num_classes)": ("num_classes", lambda v: train.build_model(train.RunConfig(), (1, 2, 2), v), "int"),
+    "build_optimizer(model)": ("model", lambda v: train.build_optimizer(train.RunConfig(), pick(v, linear())), "object"),
+    "build_scheduler(optimizer)": ("optimizer", lambda v: train.build_scheduler(train.RunConfig(), pick(v, sam())),
+                                   "object"),
+    "derive_seed(seed)": ("seed", lambda v: train.derive_seed(v, "order"), "int"),
+    "derive_seed(stream)": ("stream", lambda v: train.derive_seed(0, pick(v, "order")), "str"),
+    "as_tensors(dataset)": ("dataset", lambda v: train.as_tensors(pick(v, TensorDataset(X, Y))), "object"),
+    "cache_key(cfg)": ("cfg", lambda v: train.cache_key(pick(v, train.RunConfig()), "src"), "object"),
+    "cache_path(source)": ("source", lambda v: train.cache_path(train.RunConfig(), pick(v, "src")), "str"),
+})
 # Bad values per kind, and the exception each must raise.
 BAD = {
     "number": [("a", ArgumentTypeError), (True, ArgumentTypeError), (None, ArgumentTypeError),
@@ -117,10 +263,20 @@ BAD = {
     # A module, an optimizer, a function: none of these is one.
     "object": [("a", ArgumentTypeError), (None, ArgumentTypeError), (3, ArgumentTypeError)],
     "tensor": [("a", ArgumentTypeError), (None, ArgumentTypeError), ([1.0, 2.0], ArgumentTypeError)],
+    "tensors": [("a", ArgumentTypeError), (None, ArgumentTypeError), ([1.0, 2.0], ArgumentTypeError)],
+    "numbers": [("a", ArgumentTypeError), (3, ArgumentTypeError), (["a"], ArgumentTypeError)],
+    "str": [(3, ArgumentTypeError), (None, ArgumentTypeError)],
+    "strs": [("a", ArgumentTypeError), (None, ArgumentTypeError), ([3], ArgumentTypeError)],
+    "ints": [("a", ArgumentTypeError), (None, ArgumentTypeError), ([1.5], ArgumentTypeError)],
+    "path": [(None, ArgumentTypeError), (3, ArgumentTypeError)],
+    "optional object": [("a", ArgumentTypeError), (3, ArgumentTypeError)],
+    "real": [("a", ArgumentTypeError), (True, ArgumentTypeError), (None, ArgumentTypeError), (math.nan, ValueError)],
+    # Points or a box of the wrong shape (a string has no (x, y) to read either).
+    "box": [("a", ValueError), (3, ValueError), ([(0.0, 1.0, 2.0)], ValueError)],
     # A name from a fixed list.
     "choice": [("nope", ValueError), (3, ValueError)],
 }
-GOOD_VALUES = {"number": 0.5, "int": 2, "bool": False}
+GOOD_VALUES = {"number": 0.5, "real": 0.5, "int": 2, "bool": False}
 TABLE = [pytest.param(call, name, value, error, id=f"{call}={value!r}")
          for call, (name, _, kind) in CALLS.items() for value, error in BAD[kind]]
 
@@ -148,4 +304,50 @@ def test_a_bad_argument_raises_naming_the_argument_and_the_value(call, name, val
         assert not isinstance(raised.value, TypeError), f"{call}: {value!r} is of the right kind"
     message = str(raised.value)
     assert message.startswith(name) or f" {name} " in message or f"{name} must" in message, message
-    assert repr(value) in message or (value is True and "True" in message), message
+    # The value received, or for a list the entry that is wrong (``seeds[0] must be ..., got 1.5``).
+    shown = [repr(value)] + ([repr(item) for item in value] if isinstance(value, list) else [])
+    assert any(s in message for s in shown) or (value is True and "True" in message), message
+
+
+# --------------------------------------------------------------------------- every public name has an entry
+
+# Returned by the package, never built by a user from values of their own: nothing to refuse.
+RESULT_RECORDS = {"FitResult", "RunData", "RunResult", "RunsSummary", "DatasetTensors"}
+
+
+def public_api(module=sam_course, seen=None):
+    """``{name: object}`` for every name in ``module.__all__``, through the subpackages' ``__all__``."""
+    names = {}
+    for name in getattr(module, "__all__", ()):  # sam_course.examples: scripts, no API
+        obj = getattr(module, name)
+        if inspect.ismodule(obj):
+            if hasattr(obj, "__path__") and obj.__name__.startswith("sam_course."):  # a subpackage
+                names.update(public_api(obj))
+            continue
+        names[name] = obj
+    return names
+
+
+def needs_an_entry(obj) -> bool:
+    """A function or class that takes arguments; not an exception or warning class, not a Protocol."""
+    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        return False  # a constant (FUNCTIONS, COLORS, the named TestFunction instances...)
+    if inspect.isclass(obj) and (issubclass(obj, BaseException) or getattr(obj, "_is_protocol", False)):
+        return False
+    return bool(inspect.signature(obj).parameters)
+
+
+def test_every_public_callable_has_a_bad_input_entry():
+    covered = {call.split("(")[0] for call in CALLS}
+    api = public_api()
+    missing = sorted(name for name, obj in api.items()
+                     if needs_an_entry(obj) and name not in covered and name not in RESULT_RECORDS)
+    assert not missing, f"public names without a bad-input entry in CALLS: {', '.join(missing)}"
+
+
+def test_the_enumeration_sees_the_subpackages_and_the_exemptions_are_real():
+    api = public_api()
+    assert {"SAM", "SAMStep", "fit", "load_mnist", "run_optimizer", "plot_histories"} <= set(api)
+    assert RESULT_RECORDS <= set(api), "an exempted name is no longer public: drop it from RESULT_RECORDS"
+    assert not needs_an_entry(data.DataSourceWarning) and not needs_an_entry(train.Step)
+    assert not needs_an_entry(data.data_root) and not needs_an_entry(planar.EASOM)

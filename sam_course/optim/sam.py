@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_real
+from .._checks import check_bool, check_instance, check_items, check_real
 
 __all__ = ["SAM", "epsilon_hat", "frozen_batchnorm_stats", "global_norm", "check_rho", "check_p", "require_closure",
            "check_base_optimizer"]
@@ -129,7 +129,7 @@ def epsilon_hat(grads: Sequence[Tensor], rho: float, p: float = 2) -> list[Tenso
     """
     check_rho(rho)
     check_p(p)
-    grads = [g.detach() for g in grads]
+    grads = [g.detach() for g in check_items("grads", grads, Tensor, "tensors")]
     if not grads:
         return []
     _raise_if_not_finite(grads)
@@ -178,6 +178,7 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
             loss_fn(model(x), y).backward()
         opt.second_step(zero_grad=True)
     """
+    check_instance("model", model, nn.Module, "torch.nn.Module")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     saved = [m.track_running_stats for m in norms]
     try:
