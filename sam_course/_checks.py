@@ -41,6 +41,7 @@ __all__ = [
     "check_bool",
     "check_instance",
     "check_items",
+    "wrong_kind",
     "interval",
     "warn_at_caller",
 ]
@@ -180,9 +181,7 @@ def check_instance(name: str, value, kinds: type | tuple[type, ...], what: str |
         return value
     if what is None:
         what = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
-    shown = reprlib.repr(value)
-    shown = f"a {type(value).__name__}" if "\n" in shown else f"{shown} ({type(value).__name__})"
-    raise ArgumentTypeError(f"{name} must be a {what}, got {shown}")
+    raise wrong_kind(name, value, what)
 
 
 def check_items(name: str, value, kinds: type | tuple[type, ...], what: str) -> list:
@@ -195,9 +194,18 @@ def check_items(name: str, value, kinds: type | tuple[type, ...], what: str) -> 
     """
     if isinstance(value, (list, tuple)) and all(isinstance(v, kinds) for v in value):
         return list(value)
+    raise wrong_kind(name, value, f"list or tuple of {what}")
+
+
+def wrong_kind(name: str, value, what: str) -> ArgumentTypeError:
+    """The error for ``value`` not being a ``what``, to raise where no ``check_*`` fits::
+
+        raise wrong_kind("cls", 3, "torch.optim.Optimizer subclass")
+        # ArgumentTypeError: cls must be a torch.optim.Optimizer subclass, got 3 (int)
+    """
     shown = reprlib.repr(value)
     shown = f"a {type(value).__name__}" if "\n" in shown else f"{shown} ({type(value).__name__})"
-    raise ArgumentTypeError(f"{name} must be a list or tuple of {what}, got {shown}")
+    return ArgumentTypeError(f"{name} must be a {what}, got {shown}")
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
