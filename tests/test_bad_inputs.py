@@ -4,6 +4,12 @@ names the argument and shows the value received (issue 14).
 Wrong kinds (a string, a bool, None where a number is needed) raise
 :class:`~sam_course._checks.ArgumentTypeError`, a ``TypeError`` that is also a ``ValueError``;
 values of the right kind out of range (NaN, negatives) raise a plain ``ValueError``.
+
+The table is complete: ``test_every_public_callable_has_a_bad_input_entry`` walks ``sam_course.__all__``
+and every module it lists, and fails naming each public function or class that takes arguments and
+has no entry here. Exempt, by rule: constants, exception and warning classes, Protocols, functions
+without arguments; by name: the records the package returns (:data:`RESULT_RECORDS`) and the two
+functions that take any value (:data:`ANY_VALUE`).
 """
 
 from __future__ import annotations
