@@ -11,6 +11,10 @@ kind out of range (NaN included)::
     check_real("rho", -1, low=0)          # ValueError: rho must be a finite number >= 0, got -1
     check_choice("schedule", "cos", ("constant", "cosine"))
 
+:func:`check_instance` refuses an object of the wrong class the same way, and
+:func:`warn_at_caller` attributes a warning about the user's call to the user's line, however
+deep inside the package it is raised.
+
 This module imports nothing but the standard library, so every layer, the optimizer core
 included, may use it (``ARCHITECTURE.md``).
 """
@@ -19,6 +23,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import reprlib
+import sys
+import warnings
 from collections.abc import Iterable
 
 __all__ = [
@@ -31,7 +39,11 @@ __all__ = [
     "check_optional_real",
     "check_choice",
     "check_bool",
+    "check_instance",
+    "check_items",
+    "wrong_kind",
     "interval",
+    "warn_at_caller",
 ]
 
 
@@ -155,3 +167,57 @@ def check_bool(name: str, value) -> bool:
     if _is_bool(value):
         return bool(value)
     raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_instance(name: str, value, kinds: type | tuple[type, ...], what: str | None = None):
+    """``value`` when it is an instance of ``kinds`` (a class or a tuple of classes).
+
+    ``what`` names the allowed kinds in the message (default: the classes' names)::
+
+        check_instance("inputs", [1, 2], torch.Tensor, "torch.Tensor")
+        # ArgumentTypeError: inputs must be a torch.Tensor, got [1, 2] (list)
+    """
+    if isinstance(value, kinds):
+        return value
+    if what is None:
+        what = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+    raise wrong_kind(name, value, what)
+
+
+def check_items(name: str, value, kinds: type | tuple[type, ...], what: str) -> list:
+    """``value`` as a list when it is a list or tuple of instances of ``kinds`` (``what`` names them).
+
+    A string, a tensor or a dict is refused, not iterated::
+
+        check_items("metrics", "acc", str, "str")
+        # ArgumentTypeError: metrics must be a list or tuple of str, got 'acc' (str)
+    """
+    if isinstance(value, (list, tuple)) and all(isinstance(v, kinds) for v in value):
+        return list(value)
+    raise wrong_kind(name, value, f"list or tuple of {what}")
+
+
+def wrong_kind(name: str, value, what: str) -> ArgumentTypeError:
+    """The error for ``value`` not being a ``what``, to raise where no ``check_*`` fits::
+
+        raise wrong_kind("cls", 3, "torch.optim.Optimizer subclass")
+        # ArgumentTypeError: cls must be a torch.optim.Optimizer subclass, got 3 (int)
+    """
+    shown = reprlib.repr(value)
+    shown = f"a {type(value).__name__}" if "\n" in shown else f"{shown} ({type(value).__name__})"
+    return ArgumentTypeError(f"{name} must be a {what}, got {shown}")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_at_caller(message: str, category: type[Warning]) -> None:
+    """``warnings.warn(message, category)`` attributed to the first frame outside the package.
+
+    A warning about the user's call (a data source that was asked for and is missing, a file moved
+    aside) then shows the user's line, whichever internal function raised it and however deep.
+    """
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_int
+from ._checks import check_instance, check_int
 
 __all__ = [
     "LossFn",
@@ -40,6 +40,7 @@ _STOCHASTIC_MODULES = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._Drop
 
 def trainable(model: nn.Module) -> list[Tensor]:
     """The parameters of ``model`` that require grad, in ``model.parameters()`` order."""
+    check_instance("model", model, nn.Module, "torch.nn.Module")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no parameters that require grad")
@@ -52,6 +53,7 @@ def check_eval_mode(model: nn.Module) -> None:
     There the loss depends on batch composition or on random masks, so it has no single Hessian
     or gradient to measure (chapter 4).
     """
+    check_instance("model", model, nn.Module, "torch.nn.Module")
     for name, module in model.named_modules():
         if module.training and isinstance(module, _STOCHASTIC_MODULES):
             kind = "BatchNorm" if isinstance(module, nn.modules.batchnorm._BatchNorm) else "dropout"
@@ -97,7 +99,8 @@ def num_entries(params: Sequence[Tensor]) -> int:
 def split_flat(vector: Tensor, params: Sequence[Tensor], name: str = "v") -> list[Tensor]:
     """Cut a flat vector into pieces shaped (and typed) like ``params``."""
     dim = num_entries(params)
-    if not isinstance(vector, Tensor) or vector.ndim != 1 or vector.numel() != dim:
+    check_instance(name, vector, Tensor, f"1-D torch.Tensor with {dim} entries (one per trainable parameter)")
+    if vector.ndim != 1 or vector.numel() != dim:
         shape = tuple(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
         raise ValueError(f"{name} must be a 1-D tensor with {dim} entries (one per trainable parameter), got {shape}")
     pieces = vector.split([p.numel() for p in params])

@@ -13,6 +13,8 @@ from types import MappingProxyType
 
 import torch
 
+from ._checks import check_instance, wrong_kind
+
 __all__ = ["BaseOptimizer", "BASE_OPTIMIZERS", "base_optimizer", "display_names"]
 
 
@@ -22,6 +24,11 @@ class BaseOptimizer:
 
     cls: type[torch.optim.Optimizer]
     display: str
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.cls, type) and issubclass(self.cls, torch.optim.Optimizer)):
+            raise wrong_kind("cls", self.cls, "torch.optim.Optimizer subclass")
+        check_instance("display", self.display, str)
 
 
 #: Keys (lower case, as in ``RunConfig.optimizer``) to base optimizers, in the order figures use.

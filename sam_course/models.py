@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_bool, check_int, is_int
+from ._checks import ArgumentTypeError, check_bool, check_instance, check_int, is_int
 
 __all__ = ["MLP", "SmallCNN", "SmallResNet", "BasicBlock", "count_parameters", "seeded"]
 
@@ -109,6 +109,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
+        in_channels = check_int("in_channels", in_channels, 1)
+        out_channels = check_int("out_channels", out_channels, 1)
+        stride = check_int("stride", stride, 1)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
@@ -147,7 +150,8 @@ class SmallResNet(nn.Module):
     def __init__(self, depth: int = 8, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> None:
         super().__init__()
         if not is_int(depth) or depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth!r}")
+            message = f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth!r}"
+            raise ValueError(message) if is_int(depth) else ArgumentTypeError(message)
         num_classes = check_int("num_classes", num_classes, 1)
         in_channels = check_int("in_channels", in_channels, 1)
         width = check_int("width", width, 1)
@@ -178,6 +182,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
     BatchNorm running statistics are buffers, not parameters, and are not counted.
     """
+    check_instance("model", model, nn.Module, "torch.nn.Module")
+    trainable_only = check_bool("trainable_only", trainable_only)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 

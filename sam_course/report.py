@@ -22,10 +22,10 @@ import numbers
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ._checks import check_int, check_real
+from ._checks import check_instance, check_int, check_real, wrong_kind
 
 __all__ = [
     "as_plain_number",
@@ -66,18 +66,18 @@ def as_plain_number(value) -> int | float:
         try:
             value = value.item()
         except (ValueError, RuntimeError):
-            raise TypeError(f"value must be a single number, got {type(value).__name__} of several entries") from None
+            raise wrong_kind("value", value, "single number (not several entries)") from None
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    raise TypeError(f"value must be a single number, got {value!r}")
+    raise wrong_kind("value", value, "single number")
 
 
 def _glue(name: str, value) -> None:
     from myst_nb import glue
 
-    if not isinstance(name, str) or not name:
+    if not check_instance("name", name, str):
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     glue(name, value, display=False)
 
@@ -89,24 +89,20 @@ def glue_number(name: str, value) -> None:
 
 def glue_numbers(values: Mapping[str, object]) -> None:
     """:func:`glue_number` for every ``name: value`` of ``values``."""
-    for name, value in values.items():
+    for name, value in check_instance("values", values, Mapping, "mapping of name -> number").items():
         glue_number(name, value)
 
 
 def glue_text(name: str, text: str) -> None:
     """Glue plain words under ``name`` (``{glue:text}`name``` in the prose)."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    _glue(name, text)
+    _glue(name, check_instance("text", text, str))
 
 
 def glue_markdown(name: str, text: str) -> None:
     """Glue words that hold Markdown (``**bold**``, links) under ``name`` (``{glue:md}`name```)."""
     from IPython.display import Markdown
 
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    _glue(name, Markdown(text))
+    _glue(name, Markdown(check_instance("text", text, str)))
 
 
 def glue_figure(name: str, fig) -> None:
@@ -120,9 +116,11 @@ def glue_figure(name: str, fig) -> None:
             closed and not glued, and the message names the texts.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from .plotting.layout import overlapping_texts
 
+    check_instance("fig", fig, Figure, "matplotlib Figure")
     overlaps = overlapping_texts(fig)
     if overlaps:
         picture = Path(tempfile.gettempdir()) / (re.sub(r"[^\w.-]", "_", name) + "-overlapping-texts.png")
@@ -233,6 +231,7 @@ def text_table(table, name: str = "value"):
     """
     import pandas as pd
 
+    check_instance("table", table, (pd.DataFrame, Mapping), "pandas DataFrame or mapping of row label -> value")
     frame = table if isinstance(table, pd.DataFrame) else pd.Series(dict(table), name=name).to_frame()
     return frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})
 
@@ -270,7 +269,9 @@ def readable(table):
 
     For display only: the cells that follow a table keep indexing the original names.
     """
-    out = table.rename(columns=readable_name)
+    import pandas as pd
+
+    out = check_instance("table", table, pd.DataFrame, "pandas DataFrame").rename(columns=readable_name)
     out.index = out.index.set_names([readable_name(n) for n in out.index.names])
     return out
 
@@ -306,6 +307,7 @@ def verdict(difference: float, spread: float, words: Mapping[str, str], factor: 
         words: one template per outcome of :data:`COMPARISONS`; each may use ``{difference}``,
             ``{spread}`` and ``{factor}`` (``"{difference:+.3f}, more than twice {spread:.3f}"``).
     """
+    check_instance("words", words, Mapping, "mapping of outcome -> template")
     missing = [kind for kind in COMPARISONS if kind not in words]
     if missing:
         raise ValueError(f"words must give a template for each of {COMPARISONS}, missing {missing}")
@@ -319,7 +321,7 @@ def paired_difference(differences: Sequence[float]) -> tuple[float, float]:
 
     The standard error is NaN with fewer than two differences (nothing to measure it by).
     """
-    values = [check_real(f"differences[{i}]", d) for i, d in enumerate(differences)]
+    values = [check_real(f"differences[{i}]", d) for i, d in enumerate(_numbers("differences", differences))]
     if not values:
         raise ValueError("differences must hold at least one number, got none")
     n = len(values)
@@ -349,7 +351,7 @@ def count_verdict(k: int, n: int, unit: str = "seeds") -> str:
 
 def trend(values: Sequence[float]) -> str:
     """``"rises steadily"``, ``"falls steadily"`` or ``"goes up and down"`` for a sequence of numbers."""
-    values = [check_real(f"values[{i}]", v) for i, v in enumerate(values)]
+    values = [check_real(f"values[{i}]", v) for i, v in enumerate(_numbers("values", values))]
     if len(values) < 2:
         raise ValueError(f"values must hold at least two numbers, got {len(values)}")
     steps = [b - a for a, b in zip(values[:-1], values[1:])]
@@ -358,3 +360,10 @@ def trend(values: Sequence[float]) -> str:
     if all(s < 0 for s in steps):
         return "falls steadily"
     return "goes up and down"
+
+
+def _numbers(name: str, values) -> Iterable:
+    """``values`` when it can be read as numbers one by one (a list, an array, a Series); not a string."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise wrong_kind(name, values, "sequence of numbers")
+    return values

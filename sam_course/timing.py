@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_instance, check_int
 from ._params import LossFn
 from .optim.sam import SAM
 
@@ -235,6 +235,10 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Loss
     Raises:
         ValueError: when ``inputs`` and ``targets`` have different batch sizes.
     """
+    check_instance("model", model, nn.Module, "torch.nn.Module")
+    check_instance("optimizer", optimizer, torch.optim.Optimizer, "torch.optim.Optimizer")
+    check_instance("inputs", inputs, Tensor, "torch.Tensor")
+    check_instance("targets", targets, Tensor, "torch.Tensor")
     if inputs.shape[0] != targets.shape[0]:
         raise ValueError(
             f"inputs and targets must have the same batch size, got {inputs.shape[0]} and {targets.shape[0]}"

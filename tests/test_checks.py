@@ -2,6 +2,7 @@
 
 import math
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from sam_course._checks import (
     ArgumentTypeError,
     check_bool,
     check_choice,
+    check_instance,
     check_int,
     check_optional_int,
     check_optional_real,
@@ -18,6 +20,7 @@ from sam_course._checks import (
     interval,
     is_int,
     is_real,
+    warn_at_caller,
 )
 
 
@@ -149,3 +152,21 @@ def test_check_choice_refuses_bool_for_one_and_arrays():
 def test_check_bool_refuses_everything_but_bools_with_a_type_error(value):
     with pytest.raises(TypeError, match=rf"^adaptive must be True or False, got {re.escape(repr(value))}$"):
         check_bool("adaptive", value)
+
+
+def test_check_instance_names_the_argument_the_kinds_and_the_value():
+    t = torch.zeros(2)
+    assert check_instance("inputs", t, torch.Tensor) is t
+    with pytest.raises(ArgumentTypeError, match=r"^inputs must be a torch.Tensor, got \[1, 2\] \(list\)$"):
+        check_instance("inputs", [1, 2], torch.Tensor, "torch.Tensor")
+    with pytest.raises(ArgumentTypeError, match=r"^x must be a int or float, got 'a' \(str\)$"):
+        check_instance("x", "a", (int, float))
+
+
+def test_warn_at_caller_skips_every_package_frame():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        warn_at_caller("here", UserWarning)  # called from outside the package: this line
+    assert record[0].filename == __file__ and record[0].lineno == sys._getframe().f_lineno - 1

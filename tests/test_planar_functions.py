@@ -248,7 +248,7 @@ def test_bad_function_definitions():
 
 def test_check_function():
     assert fn.check_function(fn.EASOM) is fn.EASOM
-    with pytest.raises(ValueError, match=r"^function must be a sam_course.planar.TestFunction, got str$"):
+    with pytest.raises(ValueError, match=r"^function must be a sam_course.planar.TestFunction, got 'easom' \(str\)$"):
         fn.check_function("easom")
 
 

@@ -94,5 +94,5 @@ def test_plot_seed_band_one_seed_has_no_band_and_options():
     mean, std = plotting.plot_seed_band(ax, runs, "test_acc", color="black", label="SGD", lw=1, alpha=0.5)
     assert mean.tolist() == [0.25, 0.5] and std.tolist() == [0.0, 0.0]  # NaN std of one seed -> 0
     assert ax.get_lines()[0].get_linewidth() == 1 and ax.collections[0].get_alpha() == 0.5
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match=r"^column 'val_acc' is not a history column of the runs with seeds \[7\]$"):
         plotting.plot_seed_band(ax, runs, "val_acc", color="black", label="SGD")

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .._checks import check_bool
+from .._checks import check_bool, check_instance, wrong_kind
 from .._params import LossFn, as_batches, num_entries, seeded_generator, split_flat, trainable
 
 __all__ = [
@@ -134,10 +134,12 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _grid(values, name: str) -> Tensor:
+    if isinstance(values, (str, bytes)) or isinstance(values, (int, float)) or getattr(values, "ndim", 1) == 0:
+        raise wrong_kind(name, values, "1-D sequence of numbers")
     try:
         grid = torch.as_tensor(values, dtype=torch.float64).reshape(-1).cpu()
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name} must be a 1-D sequence of numbers, got {type(values).__name__}") from None
+        raise wrong_kind(name, values, "1-D sequence of numbers") from None
     if grid.numel() == 0 or not bool(torch.isfinite(grid).all()):
         raise ValueError(f"{name} must be a non-empty sequence of finite numbers")
     return grid
@@ -286,8 +288,7 @@ def interpolate(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Mappin
     """
     keys = list(model.state_dict().keys())
     for name, state in (("state_a", state_a), ("state_b", state_b)):
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{name} must be a state_dict (a mapping from names to tensors)")
+        check_instance(name, state, Mapping, "state_dict (a mapping from names to tensors)")
         missing = [k for k in keys if k not in state]
         unexpected = [k for k in state if k not in keys]
         if missing or unexpected:
@@ -387,7 +388,9 @@ def trajectory_pca(snapshots: Sequence, model: nn.Module | None = None) -> Traje
         call ``surface(model, ..., *plane.directions, alphas, betas)`` and plot
         ``plane.coordinates``: both are in the same units (parameter distance along unit vectors).
     """
-    if isinstance(snapshots, (Tensor, Mapping)) or not isinstance(snapshots, Sequence) or len(snapshots) < 3:
+    if isinstance(snapshots, (Tensor, Mapping, str, bytes)) or not isinstance(snapshots, Sequence):
+        raise wrong_kind("snapshots", snapshots, "list or tuple of at least 3 snapshots")
+    if len(snapshots) < 3:
         raise ValueError("snapshots must be a sequence of at least 3 snapshots (flat vectors, lists of tensors or state_dicts)")
     vectors = [_snapshot_vector(s, i, model) for i, s in enumerate(snapshots)]
     dim = vectors[0].numel()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_real
+from .._checks import check_instance, check_int, check_real
 from .._params import LossFn, seeded_generator
 from .operator import HessianOperator
 
@@ -231,8 +231,7 @@ def top_spectrum(models, loss_fn: LossFn, data, k: int = 5, tol: float = 1e-3, m
     if not named:
         raise ValueError("models must hold at least one model, got none")
     for name, model in named:
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"models[{name!r}] must be a torch.nn.Module, got {type(model).__name__}")
+        check_instance(f"models[{name!r}]", model, nn.Module, "torch.nn.Module")
     check_int("k", k, 2)
     out: dict[str, dict[str, float]] = {}
     for name, model in named:

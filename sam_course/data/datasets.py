@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .._checks import check_int, check_optional_int
+from .._checks import check_bool, check_instance, check_int, check_items, check_optional_int, check_real
 
 __all__ = [
     "TensorImageDataset",
@@ -63,6 +63,8 @@ class TensorImageDataset(Dataset):
     """
 
     def __init__(self, data: torch.Tensor, targets: torch.Tensor, classes: Sequence[str]) -> None:
+        check_instance("data", data, torch.Tensor, "torch.Tensor")
+        check_instance("targets", targets, torch.Tensor, "torch.Tensor")
         if data.ndim != 4 or not data.is_floating_point():
             raise ValueError(f"data must be a float tensor of shape (N, C, H, W), got {data.dtype} {tuple(data.shape)}")
         if targets.ndim != 1 or targets.dtype != torch.int64 or len(targets) != len(data):
@@ -107,6 +109,13 @@ class DataBundle:
     source: str
     is_standin: bool = False
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        check_instance("name", self.name, str)
+        check_instance("train", self.train, TensorImageDataset)
+        check_instance("test", self.test, TensorImageDataset)
+        check_instance("source", self.source, str)
+        check_bool("is_standin", self.is_standin)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -214,8 +223,12 @@ def normalize(
         raise ValueError("bundle is already normalized (bundle.normalization is set)")
     channels = bundle.image_shape[0]
     train = bundle.train.data
-    mean = train.mean(dim=(0, 2, 3)).tolist() if mean is None else [float(m) for m in mean]
-    std = train.std(dim=(0, 2, 3), unbiased=False).tolist() if std is None else [float(s) for s in std]
+    if mean is not None:
+        mean = [check_real(f"mean[{i}]", m) for i, m in enumerate(check_items("mean", mean, object, "numbers"))]
+    if std is not None:
+        std = [check_real(f"std[{i}]", s) for i, s in enumerate(check_items("std", std, object, "numbers"))]
+    mean = train.mean(dim=(0, 2, 3)).tolist() if mean is None else mean
+    std = train.std(dim=(0, 2, 3), unbiased=False).tolist() if std is None else std
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"mean and std need {channels} entries (one per channel), got {len(mean)} and {len(std)}")
     if min(std) <= 0:

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._checks import check_instance
+
 __all__ = [
     "IDX_STEMS",
     "CIFAR_DIR",
@@ -160,7 +162,7 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
         ValueError: if the file is not a well-formed IDX file (a truncated gzip included); the
             message names the file.
     """
-    path = Path(path)
+    path = Path(check_instance("path", path, (str, os.PathLike), "str or os.PathLike"))
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:

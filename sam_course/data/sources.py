@@ -26,14 +26,13 @@ import os
 import socket
 import urllib.parse
 import urllib.request
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._checks import check_bool, check_int, check_optional_int
+from .._checks import check_bool, check_int, check_optional_int, warn_at_caller
 from .datasets import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -86,7 +85,7 @@ class DataSourceWarning(UserWarning):
 def _report(tried: list[str], message: str) -> None:
     """Record a missing or broken source in ``tried`` and warn now, before the next source is used."""
     tried.append(message)
-    warnings.warn(message, DataSourceWarning, stacklevel=4)
+    warn_at_caller(message, DataSourceWarning)
 
 
 def _look_for(directory: Path, layout: str, what: str, tried: list[str]) -> bool:
@@ -106,8 +105,8 @@ def _look_for(directory: Path, layout: str, what: str, tried: list[str]) -> bool
 def _before_fallback(name: str, root: Path, explicit: bool, fallback: str, tried: list[str]) -> None:
     """Warn, when ``root`` was given and its data is not used, before falling back to ``fallback``."""
     if explicit:
-        warnings.warn(f"{name} was not loaded from the root given, {root} ({'; '.join(tried)}); using {fallback} "
-                      "instead", DataSourceWarning, stacklevel=4)
+        warn_at_caller(f"{name} was not loaded from the root given, {root} ({'; '.join(tried)}); using {fallback} "
+                       "instead", DataSourceWarning)
 
 
 def _check_root(root: Path, tried: list[str]) -> None:

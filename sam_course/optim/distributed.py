@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int, check_optional_real
+from .._checks import check_bool, check_instance, check_int, check_optional_real
 from .._params import LossFn
 from .perturbation import frozen_batchnorm_stats
 from .sam import SAM
@@ -107,10 +107,8 @@ class SAMStep:
                  accumulation_steps: int = 1, scaler: torch.amp.GradScaler | None = None,
                  autocast_dtype: torch.dtype | None = None, freeze_bn_stats: bool = True,
                  max_grad_norm: float | None = None) -> None:
-        if not isinstance(optimizer, SAM):
-            raise ValueError(f"optimizer must be a sam_course.SAM, got {type(optimizer).__name__}")
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_instance("optimizer", optimizer, SAM, "sam_course.SAM")
+        check_instance("model", model, nn.Module, "torch.nn.Module")
         if isinstance(model, nn.DataParallel):
             raise ValueError(
                 "model is torch.nn.DataParallel, whose replicas share one backward pass: a per-worker "
@@ -137,7 +135,7 @@ class SAMStep:
         self.accumulation_steps = check_int("accumulation_steps", accumulation_steps, 1)
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
         self.autocast_dtype = autocast_dtype
-        self.freeze_bn_stats = bool(freeze_bn_stats)
+        self.freeze_bn_stats = check_bool("freeze_bn_stats", freeze_bn_stats)
         self.max_grad_norm = check_optional_real("max_grad_norm", max_grad_norm, 0, low_open=True)
         self.last_step_skipped = False
         self._device_type = next(model.parameters()).device.type

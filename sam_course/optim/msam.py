@@ -12,10 +12,12 @@ sharpness of the full training loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_instance, check_int
 from .._params import LossFn
 from .msam_lowrank import lowrank_msam_gradient, lowrank_unsupported_reason
 from .perturbation import check_rho, frozen_batchnorm_stats
@@ -29,7 +31,12 @@ MSAM_METHODS = ("auto", "loop", "lowrank")
 
 
 def _chunks(inputs: Tensor, targets: Tensor, m: int) -> list[tuple[Tensor, Tensor]]:
+    check_instance("inputs", inputs, Tensor, "torch.Tensor")
+    check_instance("targets", targets, Tensor, "torch.Tensor")
     m = check_int("m", m, 1)
+    if inputs.ndim == 0 or targets.ndim == 0:
+        raise ValueError(f"inputs and targets must have a batch dimension, got shapes {tuple(inputs.shape)} "
+                         f"and {tuple(targets.shape)}")
     n = inputs.shape[0]
     if targets.shape[0] != n:
         raise ValueError(f"inputs and targets must have the same batch size, got {n} and {targets.shape[0]}")
@@ -66,9 +73,14 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
         The mean of the chunks' losses at ``w`` (a 0-d tensor, detached).
 
     Raises:
-        ValueError: when ``m`` does not divide ``n``, for an unknown ``method``, or for
-            ``"lowrank"`` on a model that does not qualify (the message says why).
+        ArgumentTypeError: (a ``TypeError`` and ``ValueError``) when ``optimizer`` is not a SAM,
+            ``model`` not a module, ``inputs`` or ``targets`` not tensors, ``m`` not an int.
+        ValueError: when ``m`` does not divide ``n``, for an unknown ``method``, when
+            ``optimizer`` holds parameters that are not ``model``'s, or for ``"lowrank"`` on a model
+            that does not qualify (the message says why).
     """
+    _check_model(model, loss_fn)
+    _check_optimizer(optimizer, model)
     chunks = _chunks(inputs, targets, m)
     check_choice("method", method, MSAM_METHODS)
     # With one chunk the loop is plain SAM's step, bit for bit; auto keeps it.
@@ -81,6 +93,20 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
         elif method == "lowrank":
             raise ValueError(f"method='lowrank' does not apply: {reason}; use method='loop'")
     return _loop_msam_gradient(optimizer, model, loss_fn, chunks)
+
+
+def _check_model(model: nn.Module, loss_fn: LossFn) -> None:
+    check_instance("model", model, nn.Module, "torch.nn.Module")
+    check_instance("loss_fn", loss_fn, Callable, "callable (loss_fn(model(x), y) -> the mean loss)")
+
+
+def _check_optimizer(optimizer: SAM, model: nn.Module) -> None:
+    check_instance("optimizer", optimizer, SAM, "sam_course.optim.SAM (or a variant)")
+    owned = {id(q) for q in model.parameters()}
+    foreign = sum(id(q) not in owned for group in optimizer.param_groups for q in group["params"])
+    if foreign:
+        raise ValueError(f"optimizer must be a SAM over model's parameters: {foreign} of its parameters are not "
+                         "model's")
 
 
 def _loop_msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn,
@@ -167,8 +193,15 @@ def m_sharpness(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
 
     Returns:
         The m-sharpness (loss units), a float >= 0.
+
+    Raises:
+        ArgumentTypeError: (a ``TypeError`` and ``ValueError``) for a ``model``, ``inputs``,
+            ``targets``, ``m``, ``rho`` or ``steps`` of the wrong kind (``rho=True`` included).
+        ValueError: for ``m < 1``, ``rho`` negative or not finite, ``steps < 0``, or an ``m``
+            that does not divide ``n``.
     """
-    check_rho(rho)
+    _check_model(model, loss_fn)
+    rho = check_rho(rho)
     steps = check_int("steps", steps, 0)
     chunks = _chunks(inputs, targets, m)
     params = [q for q in model.parameters() if q.requires_grad]

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_real
+from .._checks import check_instance, check_items, check_real
 
 __all__ = ["check_rho", "check_p", "global_norm", "finite_norm2", "check_finite_grads", "epsilon_hat",
            "unit_direction", "frozen_batchnorm_stats"]
@@ -105,7 +105,7 @@ def epsilon_hat(grads: Sequence[Tensor], rho: float, p: float = 2) -> list[Tenso
     """
     check_rho(rho)
     check_p(p)
-    grads = [g.detach() for g in grads]
+    grads = [g.detach() for g in check_items("grads", grads, Tensor, "tensors")]
     if not grads:
         return []
     check_finite_grads(grads)
@@ -158,6 +158,7 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
             loss_fn(model(x), y).backward()
         opt.second_step(zero_grad=True)
     """
+    check_instance("model", model, nn.Module, "torch.nn.Module")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     saved = [m.track_running_stats for m in norms]
     try:

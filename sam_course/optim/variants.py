@@ -37,7 +37,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_optional_int, check_real
+from .._checks import check_int, check_items, check_optional_int, check_real
 from .perturbation import global_norm
 from .sam import SAM, require_closure
 
@@ -68,6 +68,8 @@ def orthogonal_component(sam_grads: list[Tensor], grads: list[Tensor]) -> list[T
     Raises:
         ValueError: if the two lists differ in length or in the shape of an entry.
     """
+    sam_grads = check_items("sam_grads", sam_grads, Tensor, "tensors")
+    grads = check_items("grads", grads, Tensor, "tensors")
     if len(sam_grads) != len(grads) or any(a.shape != b.shape for a, b in zip(sam_grads, grads)):
         raise ValueError("sam_grads and grads must hold tensors of the same shapes, in the same order")
     if not grads:

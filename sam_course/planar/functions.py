@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_int
+from .._checks import check_instance, check_int, check_real
 from .points import Box, Point, as_points, parse_box
 
 __all__ = [
@@ -59,6 +59,10 @@ class TestFunction:
     min_value: float
 
     def __post_init__(self):
+        check_instance("name", self.name, str)
+        check_instance("f", self.f, Callable, "callable (a tensor of points (..., 2) -> values (...))")
+        parse_box(self.domain, "domain")
+        check_real("min_value", self.min_value)
         for axis, (low, high) in zip("xy", self.domain):
             if not low < high:
                 raise ValueError(f"domain must have {axis}min < {axis}max, got ({low}, {high})")
@@ -108,12 +112,15 @@ class SharpFlatFunction(TestFunction):
     flat_minimum: Point
     flat_value: float
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_real("sharp_value", self.sharp_value)
+        check_real("flat_value", self.flat_value)
+
 
 def check_function(function) -> TestFunction:
     """``function`` when it is a :class:`TestFunction`; a ValueError naming ``function`` otherwise."""
-    if not isinstance(function, TestFunction):
-        raise ValueError(f"function must be a sam_course.planar.TestFunction, got {type(function).__name__}")
-    return function
+    return check_instance("function", function, TestFunction, "sam_course.planar.TestFunction")
 
 
 # --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._checks import check_instance
 from .style import color_for, label_axes
 
 __all__ = ["plot_histories", "seed_curves", "plot_seed_band"]
@@ -41,6 +42,7 @@ def plot_histories(
     Returns:
         The axes.
     """
+    check_instance("histories", histories, Mapping, "mapping of label -> curve")
     if not histories:
         raise ValueError("histories must hold at least one curve")
     for label, curve in histories.items():
@@ -71,6 +73,11 @@ def seed_curves(results: Iterable, column: str) -> pd.DataFrame:
         A DataFrame indexed by epoch with one column per run, named by its seed; epochs that a
         run lacks are NaN (the runs are aligned on the epoch, as ``pd.concat(axis=1)`` does).
     """
+    check_instance("column", column, str)
+    results = list(results)
+    missing = [r.config.seed for r in results if column not in r.history.columns]
+    if missing:
+        raise ValueError(f"column {column!r} is not a history column of the runs with seeds {missing}")
     return pd.concat([r.history.set_index("epoch")[column].rename(r.config.seed) for r in results], axis=1)
 
 

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 import matplotlib.pyplot as plt
 
+from .._checks import check_instance
 from ..planar import BASE_LABELS, FUNCTIONS
 from .planar import compare_trajectories
 
@@ -35,6 +36,7 @@ EXPLORER_PRESETS: Mapping[str, Mapping[str, object]] = MappingProxyType({
 
 def _check_presets(presets: Mapping[str, Mapping[str, object]]) -> Mapping[str, Mapping[str, object]]:
     """``presets`` when it names at least one function, each a key of :data:`~sam_course.planar.functions.FUNCTIONS`."""
+    check_instance("presets", presets, Mapping, "mapping of function name -> settings")
     if not presets:
         raise ValueError("presets must name at least one function")
     unknown = [key for key in presets if key not in FUNCTIONS]

@@ -9,6 +9,7 @@ the function's domain; colours come from :func:`~sam_course.plotting.style.color
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
@@ -19,7 +20,7 @@ import seaborn as sns
 import torch
 from matplotlib.animation import Animation, FuncAnimation
 
-from .._checks import check_choice, check_int, check_real
+from .._checks import check_choice, check_instance, check_int, check_items, check_real
 from ..planar import BASE_LABELS, check_function, grid, optimizer_factory, parse_box, run_optimizer
 from .style import color_for
 
@@ -39,9 +40,13 @@ def _as_path(path, name: str = "path") -> np.ndarray:
     """``path`` as a float numpy array of shape ``(T, 2)``, ``T >= 1``."""
     if isinstance(path, torch.Tensor):
         path = path.detach().cpu().numpy()
-    array = np.asarray(path, dtype=float)
+    try:
+        array = np.asarray(path, dtype=float)
+    except (TypeError, ValueError):
+        array = np.zeros(0)
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (T, 2) with T >= 1, got {array.shape}")
+        shown = path if isinstance(path, np.ndarray) else reprlib.repr(path)
+        raise ValueError(f"{name} must be points of shape (T, 2) with T >= 1, got {shown} (shape {array.shape})")
     return array
 
 
@@ -230,7 +235,7 @@ def outcome_map(
         The axes; the legend lists every category with its count.
     """
     points = _as_path(starts, "starts")
-    outcomes = [str(o) for o in outcomes]
+    outcomes = check_items("outcomes", outcomes, str, "str")
     if len(outcomes) != len(points):
         raise ValueError(f"outcomes must have one entry per start ({len(points)}), got {len(outcomes)}")
     colors = dict(colors or {})
@@ -349,8 +354,7 @@ def to_html(animation: Animation, embed_limit_mb: float = 20.0) -> str:
     Raises:
         ValueError: if ``animation`` is not a matplotlib animation or the limit is not > 0.
     """
-    if not isinstance(animation, Animation):
-        raise ValueError(f"animation must be a matplotlib Animation, got {type(animation).__name__}")
+    check_instance("animation", animation, Animation, "matplotlib Animation")
     embed_limit_mb = check_real("embed_limit_mb", embed_limit_mb, 0, low_open=True, allow_inf=True)
     # Frames at the figure's own dpi and full size: the book style's savefig.dpi = 150 would
     # quadruple every frame, and a tight bounding box may change the frame size between frames.

@@ -11,6 +11,8 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from .._checks import check_instance
+
 __all__ = ["COLORS", "color_for", "use_style", "label_axes"]
 
 _PALETTE = sns.color_palette("tab10")
@@ -36,7 +38,7 @@ def color_for(name: str) -> tuple[float, float, float]:
     Matching ignores case and accepts "SAM" alone (the SAM-SGD colour) and "X+SAM" spellings;
     an unknown name gets the neutral "other" colour.
     """
-    key = name.strip()
+    key = check_instance("name", name, str).strip()
     lowered = {k.lower(): k for k in COLORS}
     if key.lower() in lowered:
         return COLORS[lowered[key.lower()]]
@@ -67,6 +69,7 @@ def use_style() -> None:
 
 def label_axes(ax: plt.Axes, title: str, xlabel: str, ylabel: str, legend: bool = True) -> plt.Axes:
     """Set title and axis labels (every figure of the book has both) and draw the legend."""
+    check_instance("ax", ax, mpl.axes.Axes, "matplotlib Axes")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

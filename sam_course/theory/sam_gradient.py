@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from .._checks import check_bool
+from .._checks import check_bool, check_instance
 from .._params import LossFn, as_batches, check_eval_mode, flatten, split_flat, trainable
 from ..optim.perturbation import check_rho, epsilon_hat
 from ..optim.sam import SAM
@@ -51,8 +51,7 @@ class _Problem:
     """The model, its trainable parameters and the batches: everything a gradient needs."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data, rho) -> None:
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_instance("model", model, nn.Module, "torch.nn.Module")
         if not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable, got {loss_fn!r}")
         check_rho(rho)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._checks import check_instance, check_int
 from ..base_optimizers import BASE_OPTIMIZERS
 from ..data import DataBundle, TensorImageDataset
 from ..models import MLP, SmallCNN, SmallResNet
@@ -82,6 +83,7 @@ def build_data(cfg: RunConfig, *, verbose: bool = True) -> RunData:
     Prints the data source (from :mod:`sam_course.data`) when ``verbose``. Chapters 9 and 13 call
     it to get the very images a cached run was trained on.
     """
+    check_instance("cfg", cfg, RunConfig, "sam_course.train.RunConfig")
     bundle = DATASETS[cfg.dataset](n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed, verbose=verbose)
     train, val = bundle.train, None
     if cfg.val_fraction > 0:
@@ -100,6 +102,8 @@ def build_model(cfg: RunConfig, image_shape: Sequence[int], num_classes: int) ->
 
     The global torch generator is left as it was.
     """
+    check_instance("cfg", cfg, RunConfig, "sam_course.train.RunConfig")
+    num_classes = check_int("num_classes", num_classes, 1)
     channels, height, width = image_shape
     kwargs = dict(cfg.model_kwargs)
     with torch.random.fork_rng(devices=[]):
@@ -118,6 +122,8 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     (``sam_variant="looksam"``, period ``sam_every``), :class:`~sam_course.optim.variants.SAMEveryK`
     (``sam_every > 1``) or :class:`~sam_course.optim.SAM` around it.
     """
+    check_instance("cfg", cfg, RunConfig, "sam_course.train.RunConfig")
+    check_instance("model", model, nn.Module, "torch.nn.Module")
     base = BASE_OPTIMIZERS[cfg.optimizer].cls
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "sgd":
@@ -134,6 +140,8 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer):
     """None for a constant learning rate; cosine annealing over ``cfg.epochs`` (per epoch) otherwise."""
+    check_instance("cfg", cfg, RunConfig, "sam_course.train.RunConfig")
+    check_instance("optimizer", optimizer, torch.optim.Optimizer, "torch.optim.Optimizer")
     if cfg.lr_schedule == "constant":
         return None
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice
+from .._checks import check_choice, check_instance, check_int
 from .build import build_data, build_model, build_optimizer, build_scheduler
 from .checkpoint import atomic_save, missing_entries, move_aside
 from .config import RunConfig
@@ -106,6 +106,8 @@ def cache_key(cfg: RunConfig, source: str) -> str:
     gradient), :data:`CACHE_VERSION` and ``source`` (a CIFAR-10 run and its stand-in never share a
     file). Module paths and the device are not part of it.
     """
+    check_instance("cfg", cfg, RunConfig, "sam_course.train.RunConfig")
+    check_instance("source", source, str)
     fields = dataclasses.asdict(cfg)
     # Fields added after runs were cached are left out at their default value, so that those
     # runs keep their keys (nothing they computed changed).
@@ -217,8 +219,7 @@ def run(cfg: RunConfig, *, cache: bool = True, device: str | torch.device | None
     Returns:
         A :class:`RunResult`; its ``state_dict`` tensors are on the CPU.
     """
-    if not isinstance(cfg, RunConfig):
-        raise ValueError(f"cfg must be a RunConfig, got {type(cfg).__name__}")
+    check_instance("cfg", cfg, RunConfig, "sam_course.train.RunConfig")
     run_data = build_data(cfg, verbose=verbose)
     bundle = run_data.bundle
     info = (bundle.source, bundle.is_standin, bundle.image_shape, bundle.num_classes)
@@ -250,4 +251,8 @@ def run(cfg: RunConfig, *, cache: bool = True, device: str | torch.device | None
 
 def run_seeds(cfg: RunConfig, seeds: Iterable[int], **kwargs) -> list[RunResult]:
     """:func:`run` once per seed (``cfg`` with ``seed`` replaced); ``kwargs`` go to :func:`run`."""
+    check_instance("cfg", cfg, RunConfig, "sam_course.train.RunConfig")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        check_instance("seeds", seeds, (list, tuple, range), "list, tuple or range of ints")
+    seeds = [check_int(f"seeds[{i}]", seed, 0) for i, seed in enumerate(seeds)]
     return [run(cfg.replace(seed=seed), **kwargs) for seed in seeds]

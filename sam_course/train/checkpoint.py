@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+
+from .._checks import warn_at_caller
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -117,8 +118,7 @@ def move_aside(path: Path, reason: str, what: str = "file") -> Path:
     """
     aside = path.with_name(path.name + ".corrupt")
     os.replace(path, aside)
-    warnings.warn(f"{what} {path} is unusable ({reason}); moved it to {aside} and starting over",
-                  RuntimeWarning, stacklevel=3)
+    warn_at_caller(f"{what} {path} is unusable ({reason}); moved it to {aside} and starting over", RuntimeWarning)
     return aside
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .._checks import check_int
+from .._checks import check_instance, check_int
 
 __all__ = ["derive_seed"]
 
@@ -28,5 +28,6 @@ def derive_seed(seed: int, stream: str) -> int:
         ValueError: if ``seed`` is not an int >= 0.
     """
     check_int("seed", seed, low=0)
+    check_instance("stream", stream, str)
     digest = hashlib.sha256(f"sam_course:{stream}:{seed}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1

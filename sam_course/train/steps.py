@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int
+from .._checks import check_instance, check_int
 from .._params import LossFn
 from ..optim.msam import msam_step
 from ..optim.perturbation import frozen_batchnorm_stats
@@ -48,6 +48,8 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
     runs under :func:`~sam_course.optim.frozen_batchnorm_stats`, so BatchNorm's running statistics
     see each batch once, at ``w`` (chapter 5).
     """
+    check_instance("model", model, nn.Module, "torch.nn.Module")
+    check_instance("optimizer", optimizer, torch.optim.Optimizer, "torch.optim.Optimizer")
     is_sam = isinstance(optimizer, SAM)
 
     def closure() -> Tensor:

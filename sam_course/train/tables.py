@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .._checks import check_instance, check_items, check_real
 from .cache import RunResult
 from .config import RunConfig
 
@@ -20,8 +21,10 @@ def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
     Final numbers: ``final_test_acc``, ``best_epoch``, ``best_test_acc``, ``epochs_run``,
     ``final_train_acc``, ``final_train_clean_acc``, ``final_train_memorized``, ``train_seconds``.
     """
+    if isinstance(results, (str, bytes)) or not isinstance(results, Iterable):
+        check_instance("results", results, (list, tuple), "list or tuple of RunResult")
     rows = []
-    for r in results:
+    for r in check_items("results", list(results), RunResult, "RunResult"):
         last = r.history.iloc[-1]
         rows.append({
             "label": r.label,
@@ -58,7 +61,7 @@ def summarize(results: Iterable[RunResult], metrics: Sequence[str] = ("final_tes
     table = results_table(results)
     if table.empty:
         raise ValueError("results must hold at least one RunResult")
-    for name in metrics:
+    for name in check_items("metrics", metrics, str, "str"):
         if name not in table.columns:
             raise ValueError(f"metrics must be columns of results_table, got {name!r}")
     if by is None:
@@ -98,6 +101,7 @@ class RunsSummary:
 
 def runs_summary(results: Iterable[RunResult], wall_seconds: float) -> RunsSummary:
     """Count ``results``, those loaded from the cache, and the minutes they took to train."""
-    results = list(results)
+    results = check_items("results", list(results), RunResult, "RunResult")
+    wall_seconds = check_real("wall_seconds", wall_seconds, 0)
     seconds = sum(r.history[["seconds", "eval_seconds"]].to_numpy().sum() for r in results)
     return RunsSummary(len(results), sum(bool(r.from_cache) for r in results), float(seconds) / 60, float(wall_seconds))

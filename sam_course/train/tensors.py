@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from .._checks import check_instance
 from ..data import TensorImageDataset
 from ..noise import NoisyLabels
 
@@ -83,8 +84,8 @@ def as_tensors(dataset) -> DatasetTensors:
         index = torch.as_tensor(list(dataset.indices), dtype=torch.long)
         pick = lambda t: None if t is None else t[index]  # noqa: E731
         return DatasetTensors(pick(inner.inputs), pick(inner.targets), pick(inner.clean), pick(inner.noise_mask))
-    if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
-        raise ValueError(f"expected a Dataset or DataLoader, got {type(dataset).__name__}")
+    if isinstance(dataset, (str, bytes)) or not (isinstance(dataset, Dataset) or hasattr(dataset, "__getitem__")):
+        check_instance("dataset", dataset, Dataset, "Dataset or DataLoader")  # raises
     items = [dataset[i] for i in range(len(dataset))]
     inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
     return DatasetTensors(inputs, _integer_targets([torch.as_tensor(y).item() for _, y in items], "the dataset's labels"))
