@@ -1,7 +1,8 @@
 """SAM in Lightning (issue 13): SAMMixin's trajectories equal a plain loop with sam_course.SAM on the
-same batches (float32, atol 1e-6), with accumulation, clipping, a scheduler, BatchNorm, resume,
-BaseFinetuning, manual optimization, bf16-mixed precision and DDP on two processes; the loss a
-step reports is the loss at the unperturbed weights."""
+same batches (float32, atol 1e-6), with accumulation, clipping (by norm, and by value, which must
+touch the second gradient only), a scheduler, BatchNorm, resume, BaseFinetuning, manual
+optimization, bf16-mixed precision and DDP on two processes; the loss a step reports is the loss
+at the unperturbed weights."""
 
 from __future__ import annotations
 
@@ -71,8 +72,20 @@ class Net(SAMMixin, L.LightningModule):
                                                    "interval": "step"}}
 
 
-def plain_loop(model, windows, clip=None, scheduler=False, opt=None, kind=SAM):
-    """SAM on each window of micro-batches (each loss / len(window)); the oracle of every test."""
+def clip_values(model, bound) -> None:
+    """``clip_grad_value_`` at ``bound``, asserting that it clips something."""
+    assert max(float(p.grad.abs().max()) for p in model.parameters() if p.grad is not None) > bound
+    nn.utils.clip_grad_value_(model.parameters(), bound)
+
+
+def plain_loop(model, windows, clip=None, scheduler=False, opt=None, kind=SAM, clip_value=None,
+               clip_value_first=False):
+    """SAM on each window of micro-batches (each loss / len(window)); the oracle of every test.
+
+    ``clip`` (norm) and ``clip_value`` clip the gradient the base optimizer applies: after the
+    second pass, or after the only pass of a one-pass step (SAMEveryK, LookSAM).
+    ``clip_value_first`` also value-clips the first gradient of a two-pass step (the wrong place).
+    """
     opt = make_sam([p for p in model.parameters() if p.requires_grad], kind) if opt is None else opt
     sched = torch.optim.lr_scheduler.StepLR(opt, 1, 0.7) if scheduler else None
     for window in windows:
@@ -82,12 +95,17 @@ def plain_loop(model, windows, clip=None, scheduler=False, opt=None, kind=SAM):
             if not opt.perturbed:
                 for x, y in window:
                     (F.cross_entropy(model(x), y) / k).backward()
+                two_passes = getattr(opt, "next_is_sam", getattr(opt, "next_is_full", True))
+                if clip_value is not None and (clip_value_first or not two_passes):
+                    clip_values(model, clip_value)
                 return None
             with frozen_batchnorm_stats(model):
                 for x, y in window:
                     (F.cross_entropy(model(x), y) / k).backward()
             if clip is not None:
                 assert float(nn.utils.clip_grad_norm_(model.parameters(), clip)) > clip  # the clip is active
+            if clip_value is not None:
+                clip_values(model, clip_value)
             return None
 
         opt.zero_grad()
@@ -122,6 +140,38 @@ def test_automatic_optimization_equals_a_plain_sam_loop(accumulate, clip):
     assert_same(model.net, ref)
     # One log record per batch, not one per pass.
     assert float(t.callback_metrics["calls"]) == N_BATCHES
+
+
+CLIP_VALUE = 0.02
+
+
+class ClipsByHand(Net):
+    """A user's ``configure_gradient_clipping`` that calls ``self.clip_gradients`` itself."""
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
+
+
+def max_gap(a: nn.Module, b: nn.Module) -> float:
+    return max(float((p - q).abs().max()) for p, q in zip(a.state_dict().values(), b.state_dict().values())
+               if p.is_floating_point())
+
+
+@pytest.mark.parametrize("module, kind", [(Net, SAM), (ClipsByHand, SAM), (Net, SAMEveryK), (Net, LookSAM)])
+def test_a_value_clip_applies_to_the_second_gradient_only(module, kind):
+    """gradient_clip_algorithm="value" changes the direction of a gradient, so clipping the first
+    one would change eps_hat: Lightning's clip must land after the second pass only (and on the
+    only pass of the one-pass steps of SAMEveryK and LookSAM), as in a plain loop."""
+    model = module(kind)
+    t = trainer(gradient_clip_val=CLIP_VALUE, gradient_clip_algorithm="value")
+    t.fit(model, loader())
+    ref = network()
+    plain_loop(ref, windows(1), kind=kind, clip_value=CLIP_VALUE)
+    assert_same(model.net, ref)
+    # The oracle can fail: clipping the first gradient too ends elsewhere by far more than the tolerance.
+    both = network()
+    plain_loop(both, windows(1), kind=kind, clip_value=CLIP_VALUE, clip_value_first=True)
+    assert max_gap(ref, both) > 1e-4
 
 
 class LossAtW(L.Callback):

@@ -26,9 +26,16 @@ and backward twice, the second time at ``w + eps_hat``. What the mixin adds:
   nothing there (logging happens once per step, with the loss at ``w``), and BatchNorm running
   statistics stay frozen (:func:`~sam_course.optim.frozen_batchnorm_stats`; set
   ``sam_freeze_bn_stats = False`` to let them move).
-* ``gradient_clip_val``: Lightning clips after each pass; on the second it clips the gradient
-  the base applies, as it should; on the first, a norm clip changes nothing for ``p = 2``
-  (``eps_hat`` is normalized). ``on_before_optimizer_step`` runs after each pass, so twice.
+* ``gradient_clip_val`` (``gradient_clip_algorithm`` ``"norm"`` or ``"value"``): the clip applies
+  to the gradient the base optimizer applies, after the second pass, never to the first gradient
+  (the one ``eps_hat`` comes from). Lightning calls ``configure_gradient_clipping`` after each
+  pass; the mixin's does nothing after the first pass of a two-pass step (there a norm clip would
+  change nothing for ``p = 2``, ``eps_hat`` being normalized, but a value clip would change its
+  direction) and calls ``super()`` otherwise, and ``clip_gradients`` does nothing there either,
+  so an override of ``configure_gradient_clipping`` that calls ``self.clip_gradients`` clips only
+  the second gradient too (one that clips by other means can read ``self.sam_first_pass``). On the
+  one-pass steps of ``SAMEveryK`` and ``LookSAM`` the clip applies to that pass's gradient.
+  ``on_before_optimizer_step`` runs after each pass, so twice on a SAM step.
 * Schedulers, ``max_steps``, checkpoints and ``BaseFinetuning`` work as with any optimizer
   (``SAM.state_dict`` holds the base optimizer's state; ``add_param_group`` adds once).
 * What the step reports is the first pass's, at the weights ``w`` the step starts from, as with a
@@ -59,6 +66,7 @@ from torch import Tensor
 
 from ..optim.perturbation import frozen_batchnorm_stats
 from ..optim.sam import SAM
+from ..optim.variants import LookSAM, SAMEveryK
 
 __all__ = ["SAMMixin", "unwrap_optimizer"]
 
@@ -68,11 +76,21 @@ def unwrap_optimizer(optimizer) -> Any:
     return optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
 
 
+def _two_passes(sam: SAM) -> bool:
+    """Whether ``sam``'s next ``step(closure)`` calls the closure twice (perturbs after the first call)."""
+    if isinstance(sam, SAMEveryK):
+        return sam.next_is_sam
+    if isinstance(sam, LookSAM):
+        return sam.next_is_full
+    return True
+
+
 class SAMMixin:
     """What a ``LightningModule`` needs to train with SAM; put it first in the bases.
 
     Overrides ``optimizer_step``, ``on_train_batch_start`` (call ``super()`` if you override it
-    too), ``log`` and ``log_dict``. See the module docstring for the semantics.
+    too), ``configure_gradient_clipping``, ``clip_gradients``, ``log`` and ``log_dict``. See the
+    module docstring for the semantics.
     """
 
     #: Keep BatchNorm running statistics out of the second (perturbed) pass.
@@ -82,6 +100,24 @@ class SAMMixin:
     def sam_second_pass(self) -> bool:
         """True while the pass at ``w + eps_hat`` runs (``training_step`` can read it)."""
         return getattr(self, "_sam_in_second_pass", False)
+
+    @property
+    def sam_first_pass(self) -> bool:
+        """True from the first pass of a two-pass SAM step until ``eps_hat`` is taken from its
+        gradient: in that pass and in the hooks Lightning runs after its backward
+        (``on_before_optimizer_step``, ``configure_gradient_clipping``). False on the one-pass
+        steps of ``SAMEveryK`` and ``LookSAM``, whose gradient the base optimizer applies."""
+        return getattr(self, "_sam_in_first_pass", False)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's clipping, but not of the first gradient of a SAM step (see the module docstring)."""
+        if not self.sam_first_pass:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def clip_gradients(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """``LightningModule.clip_gradients``, except after the first pass of a SAM step."""
+        if not self.sam_first_pass:
+            super().clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     @contextlib.contextmanager
     def _second_pass(self) -> Iterator[None]:
@@ -138,7 +174,11 @@ class SAMMixin:
 
         def closure():
             if not sam.perturbed:
+                # Lightning clips after this call returns: the flag stays up until the second
+                # pass starts, so configure_gradient_clipping leaves the gradient of eps_hat alone.
+                self._sam_in_first_pass = _two_passes(sam)
                 return optimizer_closure()
+            self._sam_in_first_pass = False
             with self._second_pass():
                 self._replay(optimizer)
                 if isinstance(optimizer_closure, AbstractClosure):
@@ -151,6 +191,7 @@ class SAMMixin:
         try:
             optimizer.step(closure=closure)
         finally:
+            self._sam_in_first_pass = False
             self._sam_window = []
 
     def sam_manual_step(self, compute_loss: Callable[[], Tensor], optimizer=None) -> Tensor:
