@@ -51,8 +51,10 @@ __all__ = [
 ]
 
 
-def as_plain_number(value) -> int | float:
+def as_plain_number(value, name: str = "value") -> int | float:
     """``value`` (a Python, NumPy or 0-d torch number) as a plain ``int`` or ``float``.
+
+    ``name`` is the argument the caller received ``value`` as, for the error message.
 
     Booleans and integers become ``int``; everything else that converts with ``float()`` becomes
     ``float``. The prose formats glued numbers with ``{glue:text}`name:.3f```, which cannot format
@@ -66,12 +68,12 @@ def as_plain_number(value) -> int | float:
         try:
             value = value.item()
         except (ValueError, RuntimeError):
-            raise wrong_kind("value", value, "single number (not several entries)") from None
+            raise wrong_kind(name, value, "single number (not several entries)") from None
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    raise wrong_kind("value", value, "single number")
+    raise wrong_kind(name, value, "single number")
 
 
 def _glue(name: str, value) -> None:
@@ -150,7 +152,7 @@ def verdict_store() -> Path:
 
 
 def _verdict_path(name: str) -> Path:
-    if not isinstance(name, str) or not _VERDICT_NAME.fullmatch(name):
+    if not _VERDICT_NAME.fullmatch(check_instance("name", name, str)):
         raise ValueError(f"name must be a glue key of lower-case letters, digits and '_', got {name!r}")
     return verdict_store() / f"{name}.md"
 
@@ -164,6 +166,7 @@ def glue_verdict(name: str, text: str) -> None:
     run at the same time never overwrite each other's verdicts.
     """
     path = _verdict_path(name)
+    check_instance("text", text, str)
     glue_markdown(name, text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
@@ -187,6 +190,7 @@ def recorded_verdict(name: str, chapter: str) -> str:
             the book runs the chapters in order).
     """
     path = _verdict_path(name)
+    check_instance("chapter", chapter, str)
     if not path.is_file():
         raise LookupError(f"no verdict {name!r} recorded in {path.parent}: run {chapter} first "
                           "(building the book runs every chapter in order)")
@@ -203,8 +207,10 @@ def number_text(value, spec: str, missing: str, template: str = "{}") -> str:
         number_text(math.nan, ".1f", "not reached", "epoch {}")  # 'not reached'
     """
     value = as_plain_number(value)
-    if not isinstance(missing, str) or not missing:
-        raise ValueError(f"missing must be a non-empty string (the words shown for an unmeasured value), got {missing!r}")
+    if not check_instance("missing", missing, str):
+        raise ValueError("missing must be a non-empty string (the words shown for an unmeasured value), got ''")
+    check_instance("spec", spec, str)
+    check_instance("template", template, str)
     if not math.isfinite(value):
         return missing
     return template.format(format(value, spec))
@@ -213,7 +219,8 @@ def number_text(value, spec: str, missing: str, template: str = "{}") -> str:
 def with_spread(mean, spread, spec: str = ".3f", missing: str = "one seed, no spread") -> str:
     """``"0.881 ± 0.004"``: a mean and its spread in one format, or ``"0.881 (one seed, no spread)"``
     when the spread is not finite (a standard deviation over a single seed)."""
-    mean = as_plain_number(mean)
+    mean = as_plain_number(mean, "mean")
+    spread = as_plain_number(spread, "spread")
     return number_text(spread, spec, f"{mean:{spec}} ({missing})", f"{mean:{spec}} ± {{}}")
 
 

@@ -115,6 +115,16 @@ def fit(**kwargs):
                      progress=False, **args)
 
 
+def in_temporary_cache(function, *args):
+    """``function(*args)`` with the run cache (and so the recorded verdicts) in a fresh folder."""
+    import os
+    import tempfile
+    from unittest import mock
+
+    with tempfile.TemporaryDirectory() as folder, mock.patch.dict(os.environ, {"SAM_COURSE_CACHE": folder}):
+        return function(*args)
+
+
 def msam(argument, value, function=msam_gradient):
     """``msam_gradient`` (or ``msam_step``) on a linear model, with ``argument`` replaced by ``value``."""
     model = linear()
@@ -296,8 +306,16 @@ CALLS.update({
     "paired_difference(differences)": ("differences", lambda v: report.paired_difference(pick(v, [0.1, 0.2])), "numbers"),
     "count_verdict(k)": ("k", lambda v: report.count_verdict(v, 3), "int"),
     "trend(values)": ("values", lambda v: report.trend(pick(v, [0.1, 0.2])), "numbers"),
+    "number_text(missing)": ("missing", lambda v: report.number_text(1.0, ".1f", pick(v, "words")), "str"),
+    "number_text(value)": ("value", lambda v: report.number_text(pick(v, 1.0), ".1f", "words"), "scalar"),
+    "with_spread(mean)": ("mean", lambda v: report.with_spread(pick(v, 0.5), 0.1), "scalar"),
+    "glue_verdict(name)": ("name", lambda v: in_temporary_cache(report.glue_verdict, pick(v, "ch99_x"), "words"), "str"),
+    "recorded_verdict(chapter)": ("chapter", lambda v: in_temporary_cache(
+        lambda chapter: (report.glue_verdict("ch99_x", "words"), report.recorded_verdict("ch99_x", chapter)),
+        pick(v, "chapter 99")), "str"),
     # experiments
     "mnist_mlp(seed)": ("seed", lambda v: experiments.mnist_mlp(seed=v), "int"),
+    "reproduces_seed_gap(gaps)": ("gaps[0]", lambda v: experiments.reproduces_seed_gap(v), "real"),
     "cifar_cnn(sam_rho)": ("RunConfig.sam_rho", lambda v: experiments.cifar_cnn(sam_rho=v), "optional number"),
     "cifar_resnet(optimizer)": ("optimizer", lambda v: experiments.cifar_resnet(optimizer=pick(v, "sgd")),
                                 "choice"),

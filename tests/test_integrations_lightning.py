@@ -335,7 +335,7 @@ def test_ddp_on_two_processes_equals_sam_on_the_concatenated_batch(tmp_path):
     # Rank r reads examples r, r + 2, ...: a global step covers 2 * BATCH consecutive examples.
     plain_loop(ref, [[batch] for batch in DataLoader(dataset(), batch_size=2 * BATCH, shuffle=False)])
     for rank in (0, 1):
-        weights = torch.load(tmp_path / f"rank{rank}.pt")
+        weights = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name, q in ref.state_dict().items():
             torch.testing.assert_close(weights[name], q, atol=1e-6, rtol=0)
     assert not torch.equal(ref[0].weight, plain_network()[0].weight)

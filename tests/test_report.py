@@ -229,7 +229,7 @@ def test_a_glued_verdict_is_recorded_for_a_later_chapter(glued, tmp_path, monkey
     assert not list((tmp_path / "verdicts" / "ci").glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("name", ["", "Ch1", "../x", "a b", 3])
+@pytest.mark.parametrize("name", ["", "Ch1", "../x", "a b"])
 def test_a_verdict_name_must_be_a_glue_key(name):
     with pytest.raises(ValueError, match="name must be a glue key"):
         report.recorded_verdict(name, "chapter 1")
