@@ -39,6 +39,7 @@ from sam_course.optim import (  # noqa: E402
     epsilon_hat,
     forward_backward_passes,
     frozen_batchnorm_stats,
+    norm_layer_groups,
     orthogonal_component,
 )
 from sam_course.optim.msam import m_sharpness, msam_gradient, msam_step  # noqa: E402
@@ -191,6 +192,10 @@ CALLS.update({
     "LookSAM(k)": ("k", lambda v: LookSAM(linear().parameters(), torch.optim.SGD, k=v, lr=0.1), "int"),
     "LookSAM(alpha)": ("alpha", lambda v: LookSAM(linear().parameters(), torch.optim.SGD, alpha=v, lr=0.1), "number"),
     "SAMEveryK(k)": ("k", lambda v: SAMEveryK(linear().parameters(), torch.optim.SGD, k=v, lr=0.1), "int"),
+    # issue 15: unnormalized SAM, SAM-ON
+    "SAM(normalize)": ("normalize", lambda v: SAM(linear().parameters(), torch.optim.SGD, normalize=v, lr=0.1), "bool"),
+    "norm_layer_groups(model)": ("model", lambda v: norm_layer_groups(pick(v, nn.BatchNorm1d(2))), "object"),
+    "norm_layer_groups(rho)": ("rho", lambda v: norm_layer_groups(nn.BatchNorm1d(2), rho=v), "number"),
     "orthogonal_component(grads)": ("grads", lambda v: orthogonal_component([torch.ones(2)], pick(v, [torch.ones(2)])),
                                     "tensors"),
     "forward_backward_passes(steps)": ("steps", lambda v: forward_backward_passes(v, 2), "int"),

@@ -240,12 +240,13 @@ def test_adaptive_perturbation_for_any_p_meets_hoelder_in_scaled_coordinates(p):
 def test_norm_is_global_over_groups_and_each_group_uses_its_rho():
     w1 = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
     w2 = nn.Parameter(torch.tensor([-1.0], dtype=torch.float64))
-    opt = SAM([{"params": [w1], "rho": 0.3}, {"params": [w2], "rho": 0.0}], torch.optim.SGD, lr=0.1)
+    # (A group with rho = 0 is left out of the norm: tests/test_sam_on.py.)
+    opt = SAM([{"params": [w1], "rho": 0.3}, {"params": [w2], "rho": 0.1}], torch.optim.SGD, lr=0.1)
     w1.grad = torch.tensor([3.0, 0.0], dtype=torch.float64)
     w2.grad = torch.tensor([4.0], dtype=torch.float64)
     opt.first_step()
     torch.testing.assert_close(w1.detach(), torch.tensor([1.0 + 0.3 * 3 / 5, 2.0], dtype=torch.float64))
-    torch.testing.assert_close(w2.detach(), torch.tensor([-1.0], dtype=torch.float64))
+    torch.testing.assert_close(w2.detach(), torch.tensor([-1.0 + 0.1 * 4 / 5], dtype=torch.float64))
 
 
 def test_parameters_without_gradient_are_skipped_and_zero_gradient_gives_no_perturbation():

@@ -4,7 +4,8 @@ What :class:`~sam_course.optim.sam.SAM` and its variants compute before and betw
 gradients, as functions of plain lists of tensors: the checks of ``rho`` and ``p``, the global
 norm over many tensors (robust to underflow and overflow), the first-order worst case
 :func:`epsilon_hat` in a p-norm ball (chapter 3) and :func:`frozen_batchnorm_stats` for the
-second forward pass (chapter 5). Nothing here holds state; the optimizers do.
+second forward pass (chapter 5), and :func:`norm_layer_groups`, the parameter groups of SAM-ON.
+Nothing here holds state; the optimizers do.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from .._checks import check_instance, check_items, check_real
 
 __all__ = ["check_rho", "check_p", "global_norm", "finite_norm2", "check_finite_grads", "epsilon_hat",
-           "unit_direction", "frozen_batchnorm_stats"]
+           "unit_direction", "frozen_batchnorm_stats", "NORM_LAYERS", "norm_layer_groups"]
 
 
 def check_rho(rho, name: str = "rho") -> float:
@@ -170,3 +171,44 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in zip(norms, saved):
             m.track_running_stats = flag
+
+
+#: The normalization layers whose affine parameters SAM-ON perturbs: BatchNorm and InstanceNorm
+#: (every ``_NormBase``), LayerNorm, GroupNorm and, where torch has it, RMSNorm.
+NORM_LAYERS: tuple[type[nn.Module], ...] = tuple(
+    k for k in (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", None)) if k is not None
+)
+
+
+def norm_layer_groups(model: nn.Module, rho: float = 0.05) -> list[dict]:
+    """Parameter groups for SAM-ON (Mueller et al., NeurIPS 2023): perturb only the normalization layers.
+
+    Returns ``[{"params": norm_params, "rho": rho}, {"params": others, "rho": 0.0}]``:
+    ``norm_params`` are the trainable affine parameters (``weight``, ``bias``) of every module of
+    ``model`` that is one of :data:`NORM_LAYERS`, ``others`` every other trainable parameter (the
+    second group is left out when empty). Given to :class:`~sam_course.optim.SAM` (or a variant),
+    ``eps_hat`` is ``rho * g_N / ||g_N||`` on the normalization parameters, ``g_N`` being their
+    gradient alone (groups with ``rho = 0`` stay out of the norm), and zero elsewhere; the base
+    optimizer still updates every parameter. Put per-group options (``lr``, ``weight_decay``) on
+    the returned dicts before building the optimizer::
+
+        opt = SAM(norm_layer_groups(model, rho=0.5), torch.optim.SGD, lr=0.1, momentum=0.9)
+
+    Each parameter is listed once, in ``model.parameters()`` order. SAM-ON's paper uses a larger
+    ``rho`` than SAM's (the ball holds far fewer coordinates).
+
+    Raises:
+        ValueError: on a bad ``rho``, a ``model`` that is not a ``torch.nn.Module``, or one
+            without a trainable normalization parameter.
+    """
+    check_instance("model", model, nn.Module, "torch.nn.Module")
+    rho = check_rho(rho)
+    norm_ids = {id(q) for m in model.modules() if isinstance(m, NORM_LAYERS) for q in m.parameters(recurse=False)}
+    trainable = [q for q in model.parameters() if q.requires_grad]
+    norm_params = [q for q in trainable if id(q) in norm_ids]
+    if not norm_params:
+        raise ValueError(f"model has no trainable affine parameter in a normalization layer "
+                         f"({', '.join(k.__name__ for k in NORM_LAYERS)}), got {type(model).__name__}: SAM-ON "
+                         "would perturb nothing")
+    others = [q for q in trainable if id(q) not in norm_ids]
+    return [{"params": norm_params, "rho": rho}] + ([{"params": others, "rho": 0.0}] if others else [])

@@ -29,7 +29,7 @@ from .perturbation import global_norm as global_norm
 __all__ = ["SAM", "require_closure", "check_base_optimizer"]
 
 #: SAM's own per-group settings, next to the base optimizer's (``lr``, ``momentum``, ...).
-SAM_GROUP_KEYS = ("rho", "p", "adaptive", "eta")
+SAM_GROUP_KEYS = ("rho", "p", "adaptive", "eta", "normalize")
 
 
 def require_closure(closure, owner: str, alternative: str = "") -> None:
@@ -70,7 +70,12 @@ class SAM(torch.optim.Optimizer):
     lets the base optimizer step with that gradient (Algorithm 1 of Foret et al., 2021;
     chapter 5). With ``adaptive=True`` it is ASAM (Kwon et al., 2021): the ball is taken in the
     coordinates ``eps / (|w| + eta)``, so ``eps_hat = T * epsilon_hat(T * g)`` with
-    ``T = |w| + eta`` element-wise (for p = 2, ``rho * T**2 g / ||T g||``).
+    ``T = |w| + eta`` element-wise (for p = 2, ``rho * T**2 g / ||T g||``). With
+    ``normalize=False`` it is unnormalized SAM (USAM; Andriushchenko & Flammarion, ICML 2022;
+    Dai et al., NeurIPS 2023): ``eps_hat = rho * g`` (ASAM's ball: ``rho * T**2 g``), no division
+    by the gradient's norm, so ``rho`` is then a step length in units of parameter per unit of
+    gradient, and the perturbation grows with the gradient (chapter 6 shows where that diverges).
+    Only ``p = 2`` has an unnormalized form (``normalize=False`` with another ``p`` is refused).
 
     Args:
         params: parameters or parameter groups, as for any ``torch.optim`` optimizer. Groups may
@@ -81,11 +86,18 @@ class SAM(torch.optim.Optimizer):
         p: order of the norm of the ball, in [1, inf]; the paper uses 2.
         adaptive: ASAM's scale-invariant ball.
         eta: ASAM's offset in ``|w| + eta``, finite and >= 0.
+        normalize: divide ``g`` by its global norm (SAM, the default); False is USAM,
+            ``eps_hat = rho * g``, for ``p = 2`` only.
         **base_kwargs: keyword arguments of the base optimizer (``lr``, ``momentum``, ...).
 
     The norm of the gradient is global: one norm over every parameter of every group that shares
     the same ``p`` (with the usual single ``p``, over all parameters), as in the paper; each
-    group then scales its part by its own ``rho``.
+    group then scales its part by its own ``rho``. Groups whose ``rho`` is 0 are left out of that
+    norm (and out of the perturbation): they are not perturbed, so their gradient must not shrink
+    the other groups' ``eps_hat``. That is SAM-ON (Mueller et al., NeurIPS 2023), which perturbs
+    only the normalization layers' affine parameters
+    (:func:`~sam_course.optim.perturbation.norm_layer_groups` builds the groups); the gradients of
+    those groups are not checked for inf or NaN by ``first_step`` (the base optimizer gets them).
 
     Use either ``step(closure)``, where the closure does forward and backward and returns the
     loss, or call ``first_step`` and ``second_step`` around your own second backward pass.
@@ -114,10 +126,11 @@ class SAM(torch.optim.Optimizer):
         p: float = 2,
         adaptive: bool = False,
         eta: float = 0.01,
+        normalize: bool = True,
         **base_kwargs,
     ) -> None:
         check_base_optimizer(base_optimizer, type(self).__name__)
-        defaults = dict(rho=rho, p=p, adaptive=adaptive, eta=eta)
+        defaults = dict(rho=rho, p=p, adaptive=adaptive, eta=eta, normalize=normalize)
         super().__init__(params, defaults)
         # The base optimizer shares the very same group dicts, so schedulers that change
         # group["lr"] on SAM act on the base optimizer too.
@@ -126,6 +139,7 @@ class SAM(torch.optim.Optimizer):
         self.defaults.update(self.base_optimizer.defaults)
         self._saved: dict[Tensor, Tensor] = {}
         self._active: list[Tensor] = []
+        self._perturbed = False
 
     @property
     def param_groups(self) -> list[dict]:
@@ -153,6 +167,9 @@ class SAM(torch.optim.Optimizer):
         check_p(values["p"], "p")
         check_real("eta", values["eta"], 0)
         check_bool("adaptive", values["adaptive"])
+        if not check_bool("normalize", values.get("normalize", True)) and float(values["p"]) != 2:
+            raise ValueError(f"normalize=False (unnormalized SAM, eps_hat = rho * g) is defined for p = 2 only, "
+                             f"got p={values['p']!r}")
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group (``{"params": [...], "lr": ..., "rho": ...}``) to SAM and its base optimizer.
@@ -162,7 +179,7 @@ class SAM(torch.optim.Optimizer):
         it was. Progressive unfreezing (Lightning's ``BaseFinetuning``) calls this.
 
         Raises:
-            ValueError: on a bad ``rho``, ``p``, ``eta`` or ``adaptive``, and whatever the base
+            ValueError: on a bad ``rho``, ``p``, ``eta``, ``adaptive`` or ``normalize``, and whatever the base
                 optimizer rejects (parameters already in a group...).
         """
         if not hasattr(self, "base_optimizer"):
@@ -183,7 +200,7 @@ class SAM(torch.optim.Optimizer):
     @property
     def perturbed(self) -> bool:
         """True between ``first_step`` and ``second_step``."""
-        return bool(self._active)
+        return self._perturbed
 
     def _groups_with_grads(self) -> list[tuple[dict, list[Tensor], list[Tensor]]]:
         out = []
@@ -192,6 +209,10 @@ class SAM(torch.optim.Optimizer):
             if params:
                 out.append((group, params, [q.grad for q in params]))
         return out
+
+    def _rho(self, group: dict) -> float:
+        """The radius of ``group`` for this step (its ``rho``; a variant may schedule it)."""
+        return group["rho"]
 
     def _save(self, params: list[Tensor]) -> None:
         # Buffers persist across steps: reallocating a copy of the model every step costs
@@ -211,7 +232,8 @@ class SAM(torch.optim.Optimizer):
 
         ``eps_hat`` comes from the current ``.grad`` of all groups (see the class docstring);
         ``w`` is remembered exactly for :meth:`second_step`. Parameters whose ``.grad`` is None
-        are left alone. A zero gradient gives ``eps_hat = 0``.
+        are left alone, and so are groups whose ``rho`` is 0 (they do not count in the norm). A
+        zero gradient gives ``eps_hat = 0``.
 
         Raises:
             RuntimeError: if called twice without ``second_step`` in between.
@@ -219,12 +241,17 @@ class SAM(torch.optim.Optimizer):
         """
         if self.perturbed:
             raise RuntimeError("first_step was called twice; call second_step() before the next first_step()")
-        groups = self._groups_with_grads()
+        everything = self._groups_with_grads()
+        # Groups with rho = 0 are not perturbed: they stay out of the norm (SAM-ON) and are not copied.
+        rhos = {id(g): self._rho(g) for g, _, _ in everything}
+        groups = [entry for entry in everything if rhos[id(entry[0])] != 0]
         # A base with maximize=True climbs L: its worst case in the ball is the lowest L, -eps_hat.
         sign = {id(g): -1.0 if g.get("maximize", False) else 1.0 for g, _, _ in groups}
-        by_p: dict[float, list[tuple[dict, list[Tensor], list[Tensor]]]] = {}
+        by_p: dict[object, list[tuple[dict, list[Tensor], list[Tensor]]]] = {}
         for entry in groups:
-            by_p.setdefault(float(entry[0]["p"]), []).append(entry)
+            # Unnormalized groups (USAM, p = 2) need no norm: they form a class of their own.
+            key = float(entry[0]["p"]) if entry[0].get("normalize", True) else "unnormalized"
+            by_p.setdefault(key, []).append(entry)
         # Compute every direction before touching any parameter, so that an error (a non-finite
         # gradient) leaves the model as it was.
         updates = []
@@ -234,11 +261,15 @@ class SAM(torch.optim.Optimizer):
                 for group, params, _ in members
             ]
             scaled = [grads if t is None else torch._foreach_mul(grads, t) for (_, _, grads), t in zip(members, scales)]
-            if p == 2:
+            if p == "unnormalized":
+                check_finite_grads([g for _, _, gs in members for g in gs])
+                updates.extend((params, t, s, sign[id(group)] * rhos[id(group)])
+                               for (group, params, _), t, s in zip(members, scales, scaled))
+            elif p == 2:
                 norm = finite_norm2([g for s in scaled for g in s], [g for _, _, gs in members for g in gs])
                 inv = 1.0 / norm if norm > 0 else 0.0
                 updates.extend(
-                    (params, t, s, sign[id(group)] * group["rho"] * inv)
+                    (params, t, s, sign[id(group)] * rhos[id(group)] * inv)
                     for (group, params, _), t, s in zip(members, scales, scaled)
                 )
             else:
@@ -246,7 +277,7 @@ class SAM(torch.optim.Optimizer):
                 unit = unit_direction([g for s in scaled for g in s], p)
                 start = 0
                 for (group, params, _), t in zip(members, scales):
-                    updates.append((params, t, unit[start:start + len(params)], sign[id(group)] * group["rho"]))
+                    updates.append((params, t, unit[start:start + len(params)], sign[id(group)] * rhos[id(group)]))
                     start += len(params)
         for params, t, direction, alpha in updates:
             self._save(params)
@@ -254,6 +285,8 @@ class SAM(torch.optim.Optimizer):
                 torch._foreach_add_(params, direction, alpha=alpha)
             else:
                 torch._foreach_addcmul_(params, t, direction, value=alpha)
+        # Perturbed even when every group has rho = 0, so the two-step API behaves the same for any rho.
+        self._perturbed = bool(everything)
         if zero_grad:
             self.zero_grad()
 
@@ -338,6 +371,7 @@ class SAM(torch.optim.Optimizer):
         if self._active:
             torch._foreach_copy_(self._active, [self._saved[q] for q in self._active])
             self._active.clear()
+        self._perturbed = False
 
     def state_dict(self) -> dict:
         """SAM's state together with the base optimizer's (momentum buffers, Adam moments...).
