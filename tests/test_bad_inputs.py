@@ -32,6 +32,7 @@ from sam_course import base_optimizers, data, experiments, models, noise, paper,
 from sam_course._checks import ArgumentTypeError  # noqa: E402
 from sam_course.curvature import hessian, landscape, operator, spectrum  # noqa: E402
 from sam_course.optim import (  # noqa: E402
+    GSAM,
     SAM,
     LookSAM,
     SAMEveryK,
@@ -192,8 +193,13 @@ CALLS.update({
     "LookSAM(k)": ("k", lambda v: LookSAM(linear().parameters(), torch.optim.SGD, k=v, lr=0.1), "int"),
     "LookSAM(alpha)": ("alpha", lambda v: LookSAM(linear().parameters(), torch.optim.SGD, alpha=v, lr=0.1), "number"),
     "SAMEveryK(k)": ("k", lambda v: SAMEveryK(linear().parameters(), torch.optim.SGD, k=v, lr=0.1), "int"),
-    # issue 15: unnormalized SAM, SAM-ON
+    # issue 15: GSAM, unnormalized SAM, SAM-ON
     "SAM(normalize)": ("normalize", lambda v: SAM(linear().parameters(), torch.optim.SGD, normalize=v, lr=0.1), "bool"),
+    "GSAM(alpha)": ("alpha", lambda v: GSAM(linear().parameters(), torch.optim.SGD, alpha=v, lr=0.1), "number"),
+    "GSAM(rho_min)": ("rho_min", lambda v: GSAM(linear().parameters(), torch.optim.SGD, rho=1.0, rho_min=v, lr_max=1.0,
+                                                lr=0.1), "optional number"),
+    "GSAM(lr_max)": ("lr_max", lambda v: GSAM(linear().parameters(), torch.optim.SGD, lr_max=v, lr=0.1), "optional number"),
+    "GSAM(lr_min)": ("lr_min", lambda v: GSAM(linear().parameters(), torch.optim.SGD, lr_min=v, lr=0.1), "number"),
     "norm_layer_groups(model)": ("model", lambda v: norm_layer_groups(pick(v, nn.BatchNorm1d(2))), "object"),
     "norm_layer_groups(rho)": ("rho", lambda v: norm_layer_groups(nn.BatchNorm1d(2), rho=v), "number"),
     "orthogonal_component(grads)": ("grads", lambda v: orthogonal_component([torch.ones(2)], pick(v, [torch.ones(2)])),

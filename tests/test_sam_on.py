@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad
 
-from sam_course.optim import SAM, norm_layer_groups
+from sam_course.optim import GSAM, SAM, norm_layer_groups
 from sam_course.optim.perturbation import NORM_LAYERS
 
 
@@ -81,6 +81,19 @@ def test_one_sam_on_step_equals_the_step_by_hand():
     opt.step(closure)
     for n, q in model.named_parameters():
         torch.testing.assert_close(q.detach(), expected[n], rtol=0, atol=1e-14)
+
+
+def test_gsam_on_normalization_layers_keeps_the_base_group_out_of_the_perturbation():
+    model = bn_model(2)
+    x, y = batch()
+    opt = GSAM(norm_layer_groups(model, rho=0.3), torch.optim.SGD, alpha=0.2, lr=0.1)
+    nn.functional.cross_entropy(model(x), y).backward()
+    before = model[0].weight.detach().clone()
+    opt.first_step(zero_grad=True)
+    assert torch.equal(model[0].weight.detach(), before)
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.second_step()
+    assert not opt.perturbed
 
 
 def test_every_group_at_rho_zero_is_still_a_two_step_api():

@@ -9,7 +9,8 @@ loop, so ``from sam_course.optim import SAM`` costs little more than ``import to
   and :func:`frozen_batchnorm_stats` (chapters 3 and 5).
 * :mod:`~sam_course.optim.variants`: :class:`LookSAM`, :class:`SAMEveryK` and pass counting
   (chapter 14).
-* Unnormalized SAM is ``SAM(..., normalize=False)`` and SAM-ON is ``SAM(norm_layer_groups(model))``.
+* :mod:`~sam_course.optim.gsam`: :class:`GSAM`, SAM with the surrogate gap's descent (issue 15);
+  unnormalized SAM is ``SAM(..., normalize=False)`` and SAM-ON is ``SAM(norm_layer_groups(model))``.
 * :mod:`~sam_course.optim.msam`: the m-SAM step and m-sharpness (chapter 12), with its low-rank
   path in :mod:`~sam_course.optim.msam_lowrank`.
 * :mod:`~sam_course.optim.distributed`: :class:`SAMStep` for DDP, gradient accumulation and mixed
@@ -17,6 +18,7 @@ loop, so ``from sam_course.optim import SAM`` costs little more than ``import to
 """
 
 from .distributed import SAMStep
+from .gsam import GSAM
 from .msam import m_sharpness, msam_gradient, msam_step
 from .perturbation import epsilon_hat, frozen_batchnorm_stats, norm_layer_groups
 from .sam import SAM
@@ -34,5 +36,6 @@ __all__ = [
     "msam_step",
     "m_sharpness",
     "SAMStep",
+    "GSAM",
     "norm_layer_groups",
 ]
