@@ -264,3 +264,51 @@ def test_a_state_dict_not_saved_by_gsam_is_refused():
     state = SAM(model.parameters(), torch.optim.SGD, lr=0.1).state_dict()
     with pytest.raises(ValueError, match="gsam"):
         GSAM(model.parameters(), torch.optim.SGD, lr=0.1).load_state_dict(state)
+
+
+@pytest.mark.parametrize("with_scaler", [False, True])
+def test_samstep_drives_gsam_with_and_without_a_grad_scaler(with_scaler):
+    # SAMStep runs the base step itself under a GradScaler: prepare_descent must still turn g_p
+    # into g_p - alpha g_perp, on unscaled gradients. A power-of-two scale unscales exactly.
+    from sam_course.optim import SAMStep
+
+    data = batches(8)
+    reference = make_mlp(5)
+    train(reference, GSAM(reference.parameters(), torch.optim.SGD, alpha=0.3, lr=0.1, momentum=0.9), data)
+    model = make_mlp(5)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10) if with_scaler else None
+    step = SAMStep(model, GSAM(model.parameters(), torch.optim.SGD, alpha=0.3, lr=0.1, momentum=0.9),
+                   scaler=scaler, freeze_bn_stats=False)
+    for x, y in data:
+        step(x, y, nn.CrossEntropyLoss())
+        assert not step.last_step_skipped
+    for p, q in zip(reference.parameters(), model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-14)
+
+
+def test_clipping_in_samstep_bounds_the_gsam_direction_it_applies():
+    # Clipping belongs on the gradient the base optimizer applies: d = g_p - alpha g_perp, not g_p.
+    from sam_course.optim import SAMStep
+
+    (x, y), = batches(1)
+    unclipped = make_mlp(6)
+    w0 = [q.detach().clone() for q in unclipped.parameters()]
+    train(unclipped, GSAM(unclipped.parameters(), torch.optim.SGD, alpha=0.5, lr=1.0), [(x, y)])
+    d = [a - q.detach() for a, q in zip(w0, unclipped.parameters())]
+    norm = torch.sqrt(sum((v ** 2).sum() for v in d))
+    model = make_mlp(6)
+    step = SAMStep(model, GSAM(model.parameters(), torch.optim.SGD, alpha=0.5, lr=1.0), max_grad_norm=1e-3)
+    step(x, y, nn.CrossEntropyLoss())
+    for a, v, q in zip(w0, d, model.parameters()):
+        # clip_grad_norm_ scales by max_norm / (norm + 1e-6)
+        torch.testing.assert_close(q.detach(), a - 1e-3 / (norm + 1e-6) * v, rtol=0, atol=1e-15)
+
+
+def test_samstep_refuses_per_worker_perturbations_for_gsam(monkeypatch):
+    # Each worker's g differs without sync_perturbation, so would each worker's d = g_p - alpha g_perp.
+    from sam_course.optim import SAMStep, distributed
+
+    monkeypatch.setattr(distributed, "_world_size", lambda: 2)
+    model = make_mlp(0)
+    with pytest.raises(ValueError, match="sync_perturbation=False with GSAM"):
+        SAMStep(model, GSAM(model.parameters(), torch.optim.SGD, lr=0.1))

@@ -115,6 +115,12 @@ class SAMStep:
                 "perturbation is impossible. Use DistributedDataParallel (one process per device)"
             )
         workers = _world_size()
+        if workers > 1 and not sync_perturbation and type(optimizer).prepare_descent is not SAM.prepare_descent:
+            raise ValueError(
+                f"sync_perturbation=False with {type(optimizer).__name__}: its descent direction uses each "
+                "worker's own first gradient, so the workers would apply different updates and drift apart. "
+                "Use sync_perturbation=True"
+            )
         if workers > 1 and not is_ddp(model):
             raise ValueError(
                 f"torch.distributed runs {workers} processes but model is not DistributedDataParallel: "
@@ -215,13 +221,15 @@ class SAMStep:
             opt.restore()
             raise
         if self.scaler is None:
+            opt.prepare_descent()  # the variant's direction (GSAM) is what gets clipped and applied
             self._clip()
             opt.second_step(zero_grad=True)
             return loss
         opt.restore()
-        if self.max_grad_norm is not None:
+        if self.max_grad_norm is not None or type(opt).prepare_descent is not SAM.prepare_descent:
             # Unscaled once here; scaler.step then knows and does not unscale again.
             self.scaler.unscale_(opt.base_optimizer)
+            opt.prepare_descent()
             self._clip()
         # scaler.step unscales the second gradient, skips the base step when it is not finite.
         self.scaler.step(opt.base_optimizer)

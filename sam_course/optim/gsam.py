@@ -63,6 +63,11 @@ class GSAM(SAM):
     on this optimizer drives it (a cosine or linear decay of ``lr`` from ``lr_max`` to ``lr_min``
     decays ``rho`` from ``rho`` to ``rho_min``).
 
+    Driven as SAM: ``step(closure)``, or ``first_step`` / second backward / ``second_step``.
+    To clip the gradient the base optimizer applies (``d``), call :meth:`prepare_descent` after
+    the second backward, clip, then ``second_step``;
+    :class:`~sam_course.optim.distributed.SAMStep` does so, GradScaler included.
+
     Args:
         params: parameters or parameter groups, as for :class:`~sam_course.optim.SAM`.
         base_optimizer: a ``torch.optim.Optimizer`` subclass (the class).
@@ -155,17 +160,17 @@ class GSAM(SAM):
         torch._foreach_add_(perturbed, plain, alpha=-self.alpha)
 
     @torch.no_grad()
-    def second_step(self, zero_grad: bool = False) -> None:
-        """Turn the gradient at ``w + eps_hat`` into ``g_p - alpha * g_perp``, restore ``w``, step.
+    def prepare_descent(self) -> None:
+        """Replace the gradient at ``w + eps_hat`` (``g_p``, in ``.grad``) by ``g_p - alpha * g_perp``.
 
-        After :meth:`first_step` the current ``.grad`` must be ``g_p``; without a preceding
-        ``first_step`` (or after :meth:`~sam_course.optim.sam.SAM.restore`) this is a plain
-        base-optimizer step with ``.grad`` as it is.
+        :meth:`~sam_course.optim.sam.SAM.second_step` calls it while perturbed, so a step begun
+        with :meth:`first_step` ends with GSAM's update; without a preceding ``first_step``,
+        ``second_step`` is a plain base-optimizer step with ``.grad`` as it is. It uses the ``g``
+        kept by the last :meth:`first_step` once: a second call does nothing.
         """
-        if self.perturbed and self.alpha != 0:
+        if self.alpha != 0:
             self._decompose()
         self._plain_params = []
-        super().second_step(zero_grad)
 
     def state_dict(self) -> dict:
         """SAM's state (base optimizer included) and GSAM's settings, for the record.

@@ -294,9 +294,12 @@ class SAM(torch.optim.Optimizer):
     def second_step(self, zero_grad: bool = False) -> None:
         """Restore ``w`` exactly and let the base optimizer step with the current gradients.
 
-        The gradients should be those taken at ``w + eps_hat`` (after :meth:`first_step`).
+        The gradients should be those taken at ``w + eps_hat`` (after :meth:`first_step`); while
+        perturbed, :meth:`prepare_descent` turns them into the variant's descent direction first.
         Without a preceding ``first_step`` this is a plain base-optimizer step.
         """
+        if self.perturbed:
+            self.prepare_descent()
         self._restore()
         self.base_optimizer.step()
         # LR schedulers check this flag (set by their wrapper of .step) to warn about a
@@ -304,6 +307,16 @@ class SAM(torch.optim.Optimizer):
         self._opt_called = True
         if zero_grad:
             self.zero_grad()
+
+    def prepare_descent(self) -> None:
+        """Turn the gradients at ``w + eps_hat`` into the gradient the base optimizer applies, in place.
+
+        SAM applies them as they are (this does nothing); a variant with a descent rule of its own
+        (:class:`~sam_course.optim.gsam.GSAM`) overrides it. :meth:`second_step` calls it; code
+        that runs the base step itself calls it on unscaled gradients, before clipping them
+        (:class:`~sam_course.optim.distributed.SAMStep` under a GradScaler). A second call before
+        the next :meth:`first_step` does nothing.
+        """
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """One full SAM step: gradient at ``w``, perturb, gradient at ``w + eps_hat``, update.
