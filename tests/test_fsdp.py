@@ -5,7 +5,8 @@ batches (float32, 1e-6), compared with the full parameters gathered at the end
 (``DTensor.full_tensor()``): SAM, accumulation, ASAM, p = inf and p = 1, clipping, and a model of
 one parameter (whose norm ``torch._foreach_norm`` leaves partial). Also the norm computation on
 DTensor-sharded gradients directly (``distribute_tensor`` on a 2-rank ``DeviceMesh``), the
-refusals, and BatchNorm's statistics kept out of the second pass.
+refusal of per-worker perturbations, a GradScaler whose overflow in one worker's shard
+skips the step on both, and BatchNorm's statistics kept out of the second pass.
 """
 
 import math
@@ -37,6 +38,8 @@ CASES = {
     "p_inf": ({"p": math.inf, "rho": 0.01}, {}, False),
     "p_1": ({"p": 1, "rho": 0.05}, {}, False),
     "clip": ({}, {"max_grad_norm": 0.05}, False),
+    "scaler": ({}, {"scaler": "GradScaler"}, False),       # a power-of-two scale: the float32 step
+    "scaler_clip": ({}, {"scaler": "GradScaler", "max_grad_norm": 0.05}, False),
     "one_parameter": ({}, {}, True),
 }
 
@@ -80,6 +83,29 @@ def oracle(sam_kwargs, step_kwargs, one_parameter):
     return [q.detach().clone() for q in model.parameters()]
 
 
+def max_difference(a, b) -> float:
+    return max(float((p - q).detach().abs().max()) for p, q in zip(a, b, strict=True))
+
+
+def _scaler():
+    return torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+
+
+class InfInShard:
+    """On the chosen backward pass (counted from 1), an inf in this worker's shard of the
+    gradient of ``param`` only, after FSDP2's reduce-scatter (a post-accumulate-grad hook)."""
+
+    def __init__(self, param, call):
+        self.call, self.count = call, 0
+        param.register_post_accumulate_grad_hook(self)
+
+    @torch.no_grad()
+    def __call__(self, param):
+        self.count += 1
+        if self.count == self.call:
+            param.grad.to_local().view(-1)[0] = float("inf")
+
+
 def _refusal(make_step) -> str:
     try:
         make_step()
@@ -97,6 +123,8 @@ def _worker(rank, world, store, out):
         results = {}
         for name, (sam_kwargs, step_kwargs, one_parameter) in CASES.items():
             model = shard(make_model(one_parameter))
+            if "scaler" in step_kwargs:
+                step_kwargs = {**step_kwargs, "scaler": _scaler()}
             step = SAMStep(model, make_sam(model, **sam_kwargs), sync_perturbation=True, **step_kwargs)
             for x, y in local:
                 step(x, y, LOSS)
@@ -114,11 +142,27 @@ def _worker(rank, world, store, out):
             step(x, y, LOSS)
         results["bn_batches"] = int(model[1].num_batches_tracked)
 
+        # An overflow in rank 1's shard only (rank 0's shards stay finite), in the first or the
+        # second pass: both workers skip the whole step, both scalers back off. DTensor's unscale
+        # reduces the overflow flag over the mesh (pytorch/pytorch#132816).
+        model = shard(make_model())
+        if rank == 1:
+            InfInShard(model[0].weight, 1)
+        LOSS(model(local[0][0]), local[0][1]).backward()
+        results["shard_finite"] = all(bool(torch.isfinite(q.grad.to_local()).all()) for q in model.parameters())
+        for call in (1, 2):
+            model = shard(make_model())
+            step = SAMStep(model, make_sam(model), sync_perturbation=True, scaler=_scaler())
+            if rank == 1:
+                InfInShard(model[0].weight, call)
+            before = [q.full_tensor() for q in model.parameters()]
+            x, y = local[0]
+            step(x, y, LOSS)
+            results[f"overflow_{call}"] = (step.last_step_skipped, step.scaler.get_scale(), max_difference(
+                before, [q.full_tensor() for q in model.parameters()]))
+
         model = shard(make_model())
         results["per_worker_error"] = _refusal(lambda: SAMStep(model, make_sam(model)))
-        scaler = torch.amp.GradScaler("cpu")
-        results["scaler_error"] = _refusal(lambda: SAMStep(model, make_sam(model), sync_perturbation=True,
-                                                           scaler=scaler))
 
         # The norms on DTensor-sharded gradients directly (2-rank mesh): the one tensor whose
         # torch._foreach_norm stays partial, the inf-norm, and the underflow path of the 2-norm.
@@ -151,10 +195,6 @@ def fsdp_results(tmp_path_factory):
     return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
-def max_difference(a, b) -> float:
-    return max(float((p - q).abs().max()) for p, q in zip(a, b, strict=True))
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_sharded_step_equals_single_process_sam_on_the_whole_batch(fsdp_results, name):
     reference = oracle(*CASES[name])
@@ -181,7 +221,12 @@ def test_what_is_not_supported_is_refused_with_the_reason(fsdp_results):
     for rank in fsdp_results:
         assert "sync_perturbation=False is not supported" in rank["per_worker_error"]
         assert "fully_shard" in rank["per_worker_error"]
-        assert "scaler" in rank["scaler_error"] and "bfloat16" in rank["scaler_error"]
+
+
+@pytest.mark.parametrize("call", [1, 2])
+def test_an_overflow_in_one_shard_skips_the_step_on_every_worker(fsdp_results, call):
+    assert [rank["shard_finite"] for rank in fsdp_results] == [True, False]
+    assert [rank[f"overflow_{call}"] for rank in fsdp_results] == [(True, 2.0 ** 7, 0.0)] * WORLD
 
 
 def test_norms_of_dtensor_gradients_are_over_all_shards(fsdp_results):

@@ -22,6 +22,7 @@ Fully sharded workers (FSDP2, ``torch.distributed.fsdp.fully_shard``, torch >= 2
     (:func:`~sam_course.optim.perturbation.global_norm`), so the step equals single-process SAM
     on the concatenated batch, ASAM and every ``p`` included. Only the synchronized perturbation
     exists here (``sync_perturbation=True``): a worker never holds its own full gradient.
+    Under a GradScaler every worker skips a step whose gradient overflowed in any shard.
 
 Gradient accumulation (``accumulation_steps=k``)
     The batch is split into ``k`` equal micro-batches. The first pass accumulates the gradient of
@@ -137,10 +138,13 @@ class SAMStep:
     (``clip_grad_norm_`` reduces the norm over the shards itself). ``freeze_bn_stats`` keeps the
     second pass out of BatchNorm's running statistics, which stay per worker: FSDP2 neither shards
     nor syncs buffers, so BatchNorm normalizes by each worker's batch (as under DDP).
-    Refused: ``sync_perturbation=False`` and an enabled ``scaler`` (a worker would decide from
-    its own shard whether a gradient overflowed). ``autocast_dtype=torch.bfloat16`` without a
-    scaler runs; it is not compared with an oracle, since bfloat16's rounding depends on how the
-    batch is split (2e-4 from the single-process autocast loop after 3 steps of the test's MLP).
+    A ``scaler`` works too: a worker sees inf or NaN only in its own shard, but DTensor's unscale
+    (``_amp_foreach_non_finite_check_and_unscale_``, pytorch/pytorch#132816, torch 2.5) reduces
+    the flag over the mesh, so every worker skips a step that overflowed in any shard. Refused:
+    ``sync_perturbation=False`` (no worker holds its own full gradient).
+    ``autocast_dtype=torch.bfloat16`` runs; it is not compared with an oracle, since bfloat16's
+    rounding depends on how the batch is split (2e-4 from the single-process autocast loop after
+    3 steps of the test's MLP).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, sync_perturbation: bool = False,
@@ -174,13 +178,6 @@ class SAMStep:
                 "sync_perturbation=False is not supported for a model sharded with fully_shard (FSDP2): "
                 "each worker holds only a shard of the averaged gradient, never its own full gradient, so "
                 "there is no per-worker eps_hat. Pass sync_perturbation=True (SAM on the global batch)"
-            )
-        if sharded and scaler is not None and scaler.is_enabled():
-            raise ValueError(
-                "scaler (an enabled torch.amp.GradScaler) is not supported for a model sharded with "
-                "fully_shard (FSDP2): each worker would see inf or NaN only in its own gradient shard and "
-                "the workers could disagree on skipping a step. Use autocast_dtype=torch.bfloat16 without "
-                "a scaler, or scaler=None"
             )
         if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
             raise ValueError(f"autocast_dtype must be a torch.dtype (e.g. torch.bfloat16) or None, got {autocast_dtype!r}")
