@@ -2,8 +2,9 @@
 
 Oracle: the plain single-process ``sam_course.SAM`` loop on the concatenation of the two workers'
 batches (float32, 1e-6), compared with the full parameters gathered at the end
-(``DTensor.full_tensor()``): SAM, accumulation, ASAM, p = inf and p = 1, clipping, and a model of
-one parameter (whose norm ``torch._foreach_norm`` leaves partial). Also the norm computation on
+(``DTensor.full_tensor()``): SAM, accumulation, ASAM, p = inf and p = 1, clipping, a GradScaler, a
+model of one parameter (whose norm ``torch._foreach_norm`` leaves partial), and ``SAM.step(closure)``
+without SAMStep. Also the norm computation on
 DTensor-sharded gradients directly (``distribute_tensor`` on a 2-rank ``DeviceMesh``), the
 refusal of per-worker perturbations, a GradScaler whose overflow in one worker's shard
 skips the step on both, and BatchNorm's statistics kept out of the second pass.
@@ -41,6 +42,7 @@ CASES = {
     "scaler": ({}, {"scaler": "GradScaler"}, False),       # a power-of-two scale: the float32 step
     "scaler_clip": ({}, {"scaler": "GradScaler", "max_grad_norm": 0.05}, False),
     "one_parameter": ({}, {}, True),
+    "closure": ({}, {"closure": True}, False),            # SAM.step(closure), no SAMStep
 }
 
 
@@ -125,9 +127,14 @@ def _worker(rank, world, store, out):
             model = shard(make_model(one_parameter))
             if "scaler" in step_kwargs:
                 step_kwargs = {**step_kwargs, "scaler": _scaler()}
-            step = SAMStep(model, make_sam(model, **sam_kwargs), sync_perturbation=True, **step_kwargs)
-            for x, y in local:
-                step(x, y, LOSS)
+            if "closure" in step_kwargs:
+                opt = make_sam(model, **sam_kwargs)
+                for x, y in local:
+                    opt.step(lambda x=x, y=y, model=model: LOSS(model(x), y).backward())
+            else:
+                step = SAMStep(model, make_sam(model, **sam_kwargs), sync_perturbation=True, **step_kwargs)
+                for x, y in local:
+                    step(x, y, LOSS)
             results[name] = [q.full_tensor().detach().clone() for q in model.parameters()]
             if name == "sam":
                 results["is_fsdp"] = is_fsdp(model)
