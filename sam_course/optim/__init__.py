@@ -13,7 +13,7 @@ loop, so ``from sam_course.optim import SAM`` costs little more than ``import to
   unnormalized SAM is ``SAM(..., normalize=False)`` and SAM-ON is ``SAM(norm_layer_groups(model))``.
 * :mod:`~sam_course.optim.msam`: the m-SAM step and m-sharpness (chapter 12), with its low-rank
   path in :mod:`~sam_course.optim.msam_lowrank`.
-* :mod:`~sam_course.optim.distributed`: :class:`SAMStep` for DDP, gradient accumulation and mixed
+* :mod:`~sam_course.optim.distributed`: :class:`SAMStep` for DDP, FSDP2, gradient accumulation and mixed
   precision (chapter 5b).
 """
 

@@ -16,6 +16,14 @@ Several workers (``torch.nn.parallel.DistributedDataParallel``)
       every worker uses the same ``eps_hat``, and the step equals single-process SAM on the
       concatenation of the workers' batches.
 
+Fully sharded workers (FSDP2, ``torch.distributed.fsdp.fully_shard``, torch >= 2.6)
+    Each worker holds a shard of every parameter and of its averaged gradient (DTensors).
+    ``eps_hat`` needs the norm of the *whole* gradient: the norms are reduced over the shards
+    (:func:`~sam_course.optim.perturbation.global_norm`), so the step equals single-process SAM
+    on the concatenated batch, ASAM and every ``p`` included. Only the synchronized perturbation
+    exists here (``sync_perturbation=True``): a worker never holds its own full gradient.
+    Under a GradScaler every worker skips a step whose gradient overflowed in any shard.
+
 Gradient accumulation (``accumulation_steps=k``)
     The batch is split into ``k`` equal micro-batches. The first pass accumulates the gradient of
     the whole batch before ``eps_hat`` is computed, the second pass accumulates the perturbed
@@ -44,12 +52,32 @@ from .._params import LossFn
 from .perturbation import frozen_batchnorm_stats
 from .sam import SAM
 
-__all__ = ["SAMStep", "first_pass_context", "is_ddp"]
+__all__ = ["SAMStep", "first_pass_context", "is_ddp", "is_fsdp"]
 
 
 def is_ddp(model: nn.Module) -> bool:
     """True when ``model`` is wrapped in ``DistributedDataParallel``."""
     return isinstance(model, nn.parallel.DistributedDataParallel)
+
+
+def is_fsdp(model: nn.Module) -> bool:
+    """True when ``model`` is the root of an FSDP2 sharding (``fully_shard(model)``, an ``FSDPModule``).
+
+    Recognized by the methods ``fully_shard`` gives the module, so that the package imports
+    nothing of FSDP2 (torch >= 2.6) and still runs on its torch floor.
+    """
+    return all(callable(getattr(model, name, None)) for name in ("set_requires_gradient_sync", "reshard", "unshard"))
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model: nn.Module):
+    """FSDP2's ``no_sync``: the backward passes inside keep their gradients unsharded and local;
+    the next backward outside reduce-scatters them all."""
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
 
 
 def _world_size() -> int:
@@ -75,16 +103,18 @@ def first_pass_context(model: nn.Module, sync_perturbation: bool = False):
 
 
 class SAMStep:
-    """One SAM update of ``model`` on a batch, correct under DDP, accumulation and mixed precision.
+    """One SAM update of ``model`` on a batch, correct under DDP, FSDP2, accumulation and mixed precision.
 
     Args:
-        model: the network, plain or wrapped in ``DistributedDataParallel``. When
-            ``torch.distributed`` runs more than one process it must be DDP (otherwise the second
-            gradients would not be averaged and the workers' weights would drift apart).
+        model: the network, plain, wrapped in ``DistributedDataParallel``, or sharded with FSDP2's
+            ``fully_shard`` (the root module included). When ``torch.distributed`` runs more than
+            one process it must be one of the last two (otherwise the second gradients would not be
+            averaged and the workers' weights would drift apart).
         optimizer: a :class:`~sam_course.optim.SAM` over ``model``'s parameters.
         sync_perturbation: False (default): each DDP worker computes ``eps_hat`` from its own batch
             (m-SAM with m = the per-worker batch); True: from the gradient averaged over all
-            workers (SAM on the global batch). Without DDP both are the same.
+            workers (SAM on the global batch). Without DDP both are the same. A sharded model
+            needs True.
         accumulation_steps: number of equal micro-batches each batch is split into, >= 1; it must
             divide every batch size.
         scaler: a ``torch.amp.GradScaler`` (enabled or not), or None.
@@ -101,6 +131,20 @@ class SAMStep:
     Calling the object, ``step(inputs, targets, loss_fn)``, zeroes the gradients, runs both passes
     and the base optimizer's step, and returns the batch loss at ``w`` (a detached 0-d tensor,
     this worker's batch only). ``last_step_skipped`` tells whether the scaler skipped it.
+
+    With FSDP2 (``fully_shard``; tested on CPU with gloo, 2 processes, torch 2.14) the step equals
+    single-process SAM on the concatenated batch, with ``accumulation_steps`` (the micro-batches
+    before the last skip the reduce-scatter), ``adaptive=True``, any ``p`` and ``max_grad_norm``
+    (``clip_grad_norm_`` reduces the norm over the shards itself). ``freeze_bn_stats`` keeps the
+    second pass out of BatchNorm's running statistics, which stay per worker: FSDP2 neither shards
+    nor syncs buffers, so BatchNorm normalizes by each worker's batch (as under DDP).
+    A ``scaler`` works too: a worker sees inf or NaN only in its own shard, but DTensor's unscale
+    (``_amp_foreach_non_finite_check_and_unscale_``, pytorch/pytorch#132816, torch 2.5) reduces
+    the flag over the mesh, so every worker skips a step that overflowed in any shard. Refused:
+    ``sync_perturbation=False`` (no worker holds its own full gradient).
+    ``autocast_dtype=torch.bfloat16`` runs; it is not compared with an oracle, since bfloat16's
+    rounding depends on how the batch is split (2e-4 from the single-process autocast loop after
+    3 steps of the test's MLP).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, sync_perturbation: bool = False,
@@ -121,18 +165,26 @@ class SAMStep:
                 "worker's own first gradient, so the workers would apply different updates and drift apart. "
                 "Use sync_perturbation=True"
             )
-        if workers > 1 and not is_ddp(model):
+        sharded = is_fsdp(model)
+        if workers > 1 and not (is_ddp(model) or sharded):
             raise ValueError(
-                f"torch.distributed runs {workers} processes but model is not DistributedDataParallel: "
-                "the second gradients would not be averaged and the workers' weights would drift apart. "
-                "Wrap it: model = DistributedDataParallel(model)"
+                f"torch.distributed runs {workers} processes but model is not DistributedDataParallel "
+                "(nor sharded with fully_shard): the second gradients would not be averaged and the "
+                "workers' weights would drift apart. Wrap it: model = DistributedDataParallel(model)"
             )
         owned = {id(q) for q in model.parameters()}
         if any(id(q) not in owned for group in optimizer.param_groups for q in group["params"]):
-            raise ValueError("optimizer holds parameters that are not model's: build SAM over model.parameters()")
+            raise ValueError("optimizer holds parameters that are not model's: build SAM over model.parameters() "
+                             "(under FSDP2, after fully_shard: it replaces the parameters)")
         check_bool("sync_perturbation", sync_perturbation)
         if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
             raise ValueError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+        if sharded and not sync_perturbation:
+            raise ValueError(
+                "sync_perturbation=False is not supported for a model sharded with fully_shard (FSDP2): "
+                "each worker holds only a shard of the averaged gradient, never its own full gradient, so "
+                "there is no per-worker eps_hat. Pass sync_perturbation=True (SAM on the global batch)"
+            )
         if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
             raise ValueError(f"autocast_dtype must be a torch.dtype (e.g. torch.bfloat16) or None, got {autocast_dtype!r}")
         self.model = model
@@ -162,7 +214,10 @@ class SAMStep:
         for i, (x, y) in enumerate(micro):
             # DDP reduces on the backward of a forward run outside no_sync: only the last one.
             last_synced = synchronize and i == len(micro) - 1
-            sync = contextlib.nullcontext() if last_synced or not is_ddp(self.model) else self.model.no_sync()
+            if last_synced or not (is_ddp(self.model) or is_fsdp(self.model)):
+                sync = contextlib.nullcontext()
+            else:
+                sync = self.model.no_sync() if is_ddp(self.model) else _fsdp_no_sync(self.model)
             with sync, torch.enable_grad():
                 with autocast:
                     loss = loss_fn(self.model(x), y)

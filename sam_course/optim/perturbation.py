@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .._checks import check_instance, check_items, check_real
 
-__all__ = ["check_rho", "check_p", "global_norm", "finite_norm2", "check_finite_grads", "epsilon_hat",
+__all__ = ["check_rho", "check_p", "is_dtensor", "global_norm", "finite_norm2", "check_finite_grads", "epsilon_hat",
            "unit_direction", "frozen_batchnorm_stats", "NORM_LAYERS", "norm_layer_groups"]
 
 
@@ -42,12 +42,25 @@ def _dual_exponent(p: float) -> float:
     return p / (p - 1.0)
 
 
+def is_dtensor(tensor) -> bool:
+    """True when ``tensor`` is a ``torch.distributed.tensor.DTensor`` (a parameter or gradient
+    sharded by FSDP2's ``fully_shard``), recognized by its attributes so that no torch release
+    needs the import."""
+    return isinstance(tensor, Tensor) and callable(getattr(tensor, "full_tensor", None)) and hasattr(tensor, "placements")
+
+
 def global_norm(tensors: Sequence[Tensor], order: float) -> Tensor:
-    """The ``order``-norm of all ``tensors`` together, as one 0-d tensor (one foreach pass)."""
+    """The ``order``-norm of all ``tensors`` together, as one 0-d tensor (one foreach pass).
+
+    For DTensors (gradients sharded by FSDP2) the norm is over the whole, every shard of every
+    rank: ``torch._foreach_norm`` gives each rank a *partial* norm of its shard, and
+    ``float()`` of a partial DTensor silently reads this rank's part (torch 2.14: the norm of one
+    sharded tensor, or the inf-norm of several), so the result is reduced over the ranks with
+    ``full_tensor()`` (an all-reduce) and returned as a plain tensor, equal on every rank.
+    """
     norms = torch._foreach_norm(list(tensors), order)
-    if len(norms) == 1:
-        return norms[0]
-    return torch.linalg.vector_norm(torch.stack(norms), order)
+    norm = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms), order)
+    return norm.full_tensor() if is_dtensor(norm) else norm
 
 
 def check_finite_grads(grads: Sequence[Tensor]) -> None:

@@ -21,7 +21,7 @@ from .._checks import check_bool, check_real
 # The perturbation's functions live in .perturbation; importing them here keeps the older paths
 # (``sam_course.optim.sam.epsilon_hat`` ...) working. __all__ names only what this module defines,
 # so the API reference documents each function once, where it is written.
-from .perturbation import check_finite_grads, check_p, check_rho, finite_norm2, unit_direction
+from .perturbation import check_finite_grads, check_p, check_rho, finite_norm2, is_dtensor, unit_direction
 from .perturbation import epsilon_hat as epsilon_hat
 from .perturbation import frozen_batchnorm_stats as frozen_batchnorm_stats
 from .perturbation import global_norm as global_norm
@@ -30,6 +30,16 @@ __all__ = ["SAM", "require_closure", "check_base_optimizer"]
 
 #: SAM's own per-group settings, next to the base optimizer's (``lr``, ``momentum``, ...).
 SAM_GROUP_KEYS = ("rho", "p", "adaptive", "eta", "normalize")
+
+
+def _copy_into(targets: list[Tensor], sources: list[Tensor]) -> None:
+    """``targets[i].copy_(sources[i])`` for all i: one foreach pass, or one copy each for DTensors
+    (FSDP2's sharded parameters; DTensor has no ``_foreach_copy_`` in torch 2.14)."""
+    if any(is_dtensor(t) for t in targets):
+        for target, source in zip(targets, sources):
+            target.copy_(source)
+    else:
+        torch._foreach_copy_(targets, sources)
 
 
 def require_closure(closure, owner: str, alternative: str = "") -> None:
@@ -223,7 +233,7 @@ class SAM(torch.optim.Optimizer):
             if buf is None or buf.shape != q.shape or buf.dtype != q.dtype or buf.device != q.device:
                 buf = self._saved[q] = torch.empty_like(q, memory_format=torch.preserve_format)
             buffers.append(buf)
-        torch._foreach_copy_(buffers, params)
+        _copy_into(buffers, params)
         self._active.extend(params)
 
     @torch.no_grad()
@@ -382,7 +392,7 @@ class SAM(torch.optim.Optimizer):
     @torch.no_grad()
     def _restore(self) -> None:
         if self._active:
-            torch._foreach_copy_(self._active, [self._saved[q] for q in self._active])
+            _copy_into(self._active, [self._saved[q] for q in self._active])
             self._active.clear()
         self._perturbed = False
 
