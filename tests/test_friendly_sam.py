@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sam_course.optim import SAM
+from sam_course.optim.friendly import MOMENTUM_KEY as MOMENTUM
 from sam_course.optim.friendly import FriendlySAM
 
 DT = torch.float64
@@ -274,3 +275,50 @@ def test_a_non_finite_gradient_changes_nothing_and_other_state_dicts_are_refused
     assert all(torch.equal(q, w) for q, w in zip(model.parameters(), weights))
     with pytest.raises(ValueError, match="friendly_sam"):
         opt.load_state_dict(SAM(small_net().parameters(), torch.optim.SGD, lr=0.1).state_dict())
+
+
+def test_fit_runs_it_and_refuses_msam_m_with_it():
+    from torch.utils.data import TensorDataset
+
+    from sam_course import train
+
+    model = small_net()
+    opt = FriendlySAM(model.parameters(), torch.optim.SGD, rho=0.2, lr=0.1)
+    x, y = batches(1)[0]
+    train.fit(model, opt, TensorDataset(x, y), 2, batch_size=4, progress=False)
+    assert all(MOMENTUM in opt.state[q] for q in model.parameters())
+    with pytest.raises(ValueError, match="msam_m must be None with a FriendlySAM"):
+        train.fit(model, opt, TensorDataset(x, y), 1, batch_size=4, msam_m=2, progress=False)
+
+
+# --------------------------------------------------------------------------- SAM's contract
+
+
+def test_maximize_is_friendly_sam_on_the_negated_loss_and_lbfgs_is_refused():
+    a, b = small_net(), small_net()
+    up = FriendlySAM(a.parameters(), torch.optim.SGD, rho=0.2, maximize=True, lr=0.1, momentum=0.9)
+    down = FriendlySAM(b.parameters(), torch.optim.SGD, rho=0.2, lr=0.1, momentum=0.9)
+    for x, y in batches(6):
+        up.step(closure_for(a, x, y))
+
+        def negated(x=x, y=y):
+            loss = -nn.functional.cross_entropy(b(x), y)
+            loss.backward()
+            return loss
+        down.step(negated)
+    assert max_diff(a, b) < 1e-12
+    with pytest.raises(ValueError, match="base_optimizer must take a step without a closure"):
+        FriendlySAM(small_net().parameters(), torch.optim.LBFGS)
+
+
+def test_a_group_added_later_trains_like_one_given_up_front():
+    a, b = small_net(), small_net()
+    late = FriendlySAM(a[0].parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+    late.add_param_group({"params": list(a[2].parameters()), "lr": 0.05, "rho": 0.1})
+    early = FriendlySAM([{"params": b[0].parameters()}, {"params": b[2].parameters(), "lr": 0.05, "rho": 0.1}],
+                        torch.optim.SGD, rho=0.05, lr=0.1)
+    for x, y in batches(5):
+        late.step(closure_for(a, x, y))
+        early.step(closure_for(b, x, y))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)

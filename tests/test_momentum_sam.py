@@ -207,3 +207,75 @@ def test_a_base_without_momentum_is_refused_after_its_first_step_and_a_closure_i
         MomentumSAM(model.parameters(), torch.optim.Adam, lr=0.1).step()
     with pytest.raises(ValueError, match="momentum_sam"):
         opt.load_state_dict(torch.optim.SGD(model.parameters(), lr=0.1).state_dict() | {"base_optimizer": {}})
+
+
+# --------------------------------------------------------------------------- in train.fit
+
+
+def test_fit_step_lets_batchnorm_see_the_one_pass():
+    """train.optimizer_step freezes BatchNorm's statistics on SAM's perturbed pass; MomentumSAM's
+    perturbed pass is its only one, so they are updated there, once per step."""
+    from sam_course import train
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 3)).to(DT)
+    opt = MomentumSAM(model.parameters(), torch.optim.SGD, rho=0.3, lr=0.1, momentum=0.9)
+    for x, y in batches(3):
+        train.optimizer_step(model, opt, nn.functional.cross_entropy, x, y)
+    assert int(model[1].num_batches_tracked) == 3 and opt.steps_taken == 3
+
+
+def test_fit_refuses_msam_m_with_momentum_sam():
+    from torch.utils.data import TensorDataset
+
+    from sam_course import train
+
+    model = small_net()
+    opt = MomentumSAM(model.parameters(), torch.optim.SGD, rho=0.3, lr=0.1, momentum=0.9)
+    x, y = batches(1)[0]
+    with pytest.raises(ValueError, match="msam_m must be None with a MomentumSAM"):
+        train.fit(model, opt, TensorDataset(x, y), 1, batch_size=8, msam_m=4, progress=False)
+
+
+# --------------------------------------------------------------------------- SAM's contract
+
+
+@pytest.mark.parametrize("base, kwargs", [(torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
+                                          (torch.optim.Adam, {"lr": 1e-2})])
+def test_maximize_is_momentum_sam_on_the_negated_loss(base, kwargs):
+    """With maximize=True the base's momentum accumulates -g and its step goes along -v: the
+    perturbation, along -v too, is that of MomentumSAM descending on -L."""
+    a, b = small_net(), small_net()
+    up = MomentumSAM(a.parameters(), base, rho=0.3, maximize=True, **kwargs)
+    down = MomentumSAM(b.parameters(), base, rho=0.3, **kwargs)
+    for x, y in batches(6):
+        up.step(closure_for(a, x, y))
+
+        def negated(x=x, y=y):
+            loss = -nn.functional.cross_entropy(b(x), y)
+            loss.backward()
+            return loss
+        down.step(negated)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="base_optimizer must take a step without a closure"):
+        MomentumSAM(small_net().parameters(), torch.optim.LBFGS)
+
+
+def test_groups_with_their_own_rho_and_a_group_added_later():
+    """rho per group, one norm over all momenta; a group added later trains like one given up front."""
+    a, b = small_net(), small_net()
+    late = MomentumSAM(a[0].parameters(), torch.optim.SGD, rho=0.3, lr=0.1, momentum=0.9)
+    late.add_param_group({"params": list(a[2].parameters()), "rho": 0.0})
+    early = MomentumSAM([{"params": b[0].parameters()}, {"params": b[2].parameters(), "rho": 0.0}],
+                        torch.optim.SGD, rho=0.3, lr=0.1, momentum=0.9)
+    for i, (x, y) in enumerate(batches(5)):
+        late.step(closure_for(a, x, y))
+        before = [q.detach().clone() for q in b.parameters()]
+        early.first_step()
+        moved = [not torch.equal(q, w) for q, w in zip(b.parameters(), before)]
+        assert moved == [i > 0] * 2 + [False] * 2   # the rho = 0 group stays at w
+        closure_for(b, x, y)()
+        early.second_step(zero_grad=True)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)

@@ -228,3 +228,55 @@ def test_a_closure_is_needed_and_other_state_dicts_are_refused():
         randomized.load_state_dict(adaptive.state_dict())
     with pytest.raises(ValueError, match="adaptive_sam"):
         adaptive.load_state_dict(SAM(small_net().parameters(), torch.optim.SGD, lr=0.1).state_dict())
+
+
+# --------------------------------------------------------------------------- in train.fit
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: RandomizedSAM(m.parameters(), torch.optim.SGD, rho=0.2, probability=0.5, seed=4, lr=0.1),
+    lambda m: AdaptiveSAM(m.parameters(), torch.optim.SGD, rho=0.2, c=0.0, lr=0.1),
+], ids=["RandomizedSAM", "AdaptiveSAM"])
+def test_fit_drives_a_schedule_as_a_hand_loop_does(make):
+    from torch.utils.data import TensorDataset
+
+    from sam_course import train
+
+    x, y = batches(1, seed=9)[0]
+    x, y = x[:1], y[:1]   # one example: fit's shuffling cannot change the sums
+    fitted = small_net()
+    opt = make(fitted)
+    train.fit(fitted, opt, TensorDataset(x, y), 4, batch_size=1, progress=False)
+    by_hand = small_net()
+    opt_hand = make(by_hand)
+    for _ in range(4):
+        opt_hand.step(closure_for(by_hand, x, y, optimizer=opt_hand))
+    for p, q in zip(fitted.parameters(), by_hand.parameters()):
+        assert torch.equal(p, q)
+    assert opt.passes_taken == opt_hand.passes_taken
+    with pytest.raises(ValueError, match="msam_m must be None"):
+        train.fit(fitted, opt, TensorDataset(x, y), 1, batch_size=1, msam_m=1, progress=False)
+
+
+# --------------------------------------------------------------------------- SAM's contract
+
+
+@pytest.mark.parametrize("cls, kwargs", [(RandomizedSAM, {"probability": 0.5, "seed": 2}), (AdaptiveSAM, {"c": 0.0})],
+                         ids=["RandomizedSAM", "AdaptiveSAM"])
+def test_maximize_is_the_schedule_on_the_negated_loss_and_lbfgs_is_refused(cls, kwargs):
+    a, b = small_net(), small_net()
+    up = cls(a.parameters(), torch.optim.SGD, rho=0.2, maximize=True, lr=0.1, momentum=0.9, **kwargs)
+    down = cls(b.parameters(), torch.optim.SGD, rho=0.2, lr=0.1, momentum=0.9, **kwargs)
+    for x, y in batches(8):
+        up.step(closure_for(a, x, y))
+
+        def negated(x=x, y=y):
+            loss = -nn.functional.cross_entropy(b(x), y)
+            loss.backward()
+            return loss
+        down.step(negated)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-12)
+    assert up.sam_steps_taken == down.sam_steps_taken > 0
+    with pytest.raises(ValueError, match="base_optimizer must take a step without a closure"):
+        cls(small_net().parameters(), torch.optim.LBFGS)
