@@ -43,7 +43,10 @@ from sam_course.optim import (  # noqa: E402
     norm_layer_groups,
     orthogonal_component,
 )
+from sam_course.optim.friendly import FriendlySAM  # noqa: E402
+from sam_course.optim.momentum_sam import MomentumSAM  # noqa: E402
 from sam_course.optim.msam import m_sharpness, msam_gradient, msam_step  # noqa: E402
+from sam_course.optim.schedules import AdaptiveSAM, RandomizedSAM  # noqa: E402
 from sam_course.theory import bound, sam_gradient  # noqa: E402
 
 X, Y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
@@ -202,6 +205,20 @@ CALLS.update({
     "GSAM(lr_min)": ("lr_min", lambda v: GSAM(linear().parameters(), torch.optim.SGD, lr_min=v, lr=0.1), "number"),
     "norm_layer_groups(model)": ("model", lambda v: norm_layer_groups(pick(v, nn.BatchNorm1d(2))), "object"),
     "norm_layer_groups(rho)": ("rho", lambda v: norm_layer_groups(nn.BatchNorm1d(2), rho=v), "number"),
+    # issue 15, items 4-6: F-SAM, Momentum-SAM, the randomized and adaptive schedules
+    "FriendlySAM(sigma)": ("sigma", lambda v: FriendlySAM(linear().parameters(), torch.optim.SGD, sigma=v, lr=0.1),
+                           "number"),
+    "FriendlySAM(lmbda)": ("lmbda", lambda v: FriendlySAM(linear().parameters(), torch.optim.SGD, lmbda=v, lr=0.1),
+                           "number"),
+    "MomentumSAM(rho)": ("rho", lambda v: MomentumSAM(linear().parameters(), torch.optim.SGD, rho=v, lr=0.1,
+                                                      momentum=0.9), "number"),
+    "RandomizedSAM(probability)": ("probability", lambda v: RandomizedSAM(linear().parameters(), torch.optim.SGD,
+                                                                          probability=v, lr=0.1), "number"),
+    "RandomizedSAM(seed)": ("seed", lambda v: RandomizedSAM(linear().parameters(), torch.optim.SGD, seed=v, lr=0.1),
+                            "int"),
+    "AdaptiveSAM(c)": ("c", lambda v: AdaptiveSAM(linear().parameters(), torch.optim.SGD, c=v, lr=0.1), "real"),
+    "AdaptiveSAM(delta)": ("delta", lambda v: AdaptiveSAM(linear().parameters(), torch.optim.SGD, delta=v, lr=0.1),
+                           "number"),
     "orthogonal_component(grads)": ("grads", lambda v: orthogonal_component([torch.ones(2)], pick(v, [torch.ones(2)])),
                                     "tensors"),
     "forward_backward_passes(steps)": ("steps", lambda v: forward_backward_passes(v, 2), "int"),

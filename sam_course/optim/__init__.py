@@ -13,15 +13,21 @@ loop, so ``from sam_course.optim import SAM`` costs little more than ``import to
   unnormalized SAM is ``SAM(..., normalize=False)`` and SAM-ON is ``SAM(norm_layer_groups(model))``.
 * :mod:`~sam_course.optim.msam`: the m-SAM step and m-sharpness (chapter 12), with its low-rank
   path in :mod:`~sam_course.optim.msam_lowrank`.
+* :mod:`~sam_course.optim.friendly`: :class:`FriendlySAM` (F-SAM); :mod:`~sam_course.optim.momentum_sam`:
+  :class:`MomentumSAM` (one pass per step); :mod:`~sam_course.optim.schedules`: :class:`RandomizedSAM`
+  (RST) and :class:`AdaptiveSAM` (AE-SAM), which choose per step whether to pay for SAM's second pass.
 * :mod:`~sam_course.optim.distributed`: :class:`SAMStep` for DDP, FSDP2, gradient accumulation and mixed
   precision (chapter 5b).
 """
 
 from .distributed import SAMStep
+from .friendly import FriendlySAM
 from .gsam import GSAM
+from .momentum_sam import MomentumSAM
 from .msam import m_sharpness, msam_gradient, msam_step
 from .perturbation import epsilon_hat, frozen_batchnorm_stats, norm_layer_groups
 from .sam import SAM
+from .schedules import AdaptiveSAM, RandomizedSAM
 from .variants import LookSAM, SAMEveryK, forward_backward_passes, orthogonal_component
 
 __all__ = [
@@ -38,4 +44,8 @@ __all__ = [
     "SAMStep",
     "GSAM",
     "norm_layer_groups",
+    "FriendlySAM",
+    "MomentumSAM",
+    "RandomizedSAM",
+    "AdaptiveSAM",
 ]

@@ -150,6 +150,12 @@ class SAMEveryK(SAM):
         """True when the next step is a SAM (two-pass) step."""
         return self.steps_taken % self.k == 0
 
+    @property
+    def passes_taken(self) -> int:
+        """Forward-backward passes so far, exactly (:func:`forward_backward_passes`), as the
+        schedules of :mod:`~sam_course.optim.schedules` count theirs."""
+        return forward_backward_passes(self.steps_taken, self.k)
+
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:
         """:meth:`SAM.second_step <sam_course.optim.sam.SAM.second_step>`, counted as one step.

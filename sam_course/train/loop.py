@@ -24,7 +24,10 @@ from torch.utils.data import DataLoader
 
 from .._checks import check_bool, check_int, check_optional_int
 from .._params import LossFn
+from ..optim.friendly import FriendlySAM
+from ..optim.momentum_sam import MomentumSAM
 from ..optim.sam import SAM
+from ..optim.schedules import ScheduledSAM
 from ..optim.variants import LookSAM
 from .checkpoint import cuda_indices, load_checkpoint, order_generators, save_checkpoint
 from .evaluation import evaluate_tensors
@@ -208,6 +211,10 @@ def _choose_step(optimizer, step, msam_m, batch_size: int | None) -> tuple[Step,
     if isinstance(optimizer, LookSAM):
         # m-SAM would bypass LookSAM.step, which schedules its own full steps (its k).
         raise ValueError("msam_m must be None with a LookSAM optimizer (LookSAM has no m-SAM step)")
+    if isinstance(optimizer, (MomentumSAM, ScheduledSAM, FriendlySAM)):
+        # Their step is not SAM's first_step + second_step around one gradient: m-SAM would bypass
+        # the momentum's perturbation, the schedule's decision or F-SAM's average.
+        raise ValueError(f"msam_m must be None with a {type(optimizer).__name__} optimizer (it has no m-SAM step)")
     return MSAMStep(msam_m), msam_m
 
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from .._checks import check_instance, check_int
 from .._params import LossFn
+from ..optim.momentum_sam import MomentumSAM
 from ..optim.msam import msam_step
 from ..optim.perturbation import frozen_batchnorm_stats
 from ..optim.sam import SAM
@@ -46,11 +47,13 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
     The closure zeroes the gradients, runs forward and backward and returns the loss. A SAM
     optimizer calls it a second time at ``w + eps_hat``; that call (while ``optimizer.perturbed``)
     runs under :func:`~sam_course.optim.frozen_batchnorm_stats`, so BatchNorm's running statistics
-    see each batch once, at ``w`` (chapter 5).
+    see each batch once, at ``w`` (chapter 5). :class:`~sam_course.optim.momentum_sam.MomentumSAM`
+    takes its only pass at ``w + eps``: that pass updates them.
     """
     check_instance("model", model, nn.Module, "torch.nn.Module")
     check_instance("optimizer", optimizer, torch.optim.Optimizer, "torch.optim.Optimizer")
-    is_sam = isinstance(optimizer, SAM)
+    # MomentumSAM's one pass is perturbed, and the only one: BatchNorm must see it.
+    is_sam = isinstance(optimizer, SAM) and not isinstance(optimizer, MomentumSAM)
 
     def closure() -> Tensor:
         optimizer.zero_grad()

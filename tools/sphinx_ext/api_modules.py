@@ -23,6 +23,7 @@ PAGE = "book/api"
 PACKAGE = Path(__file__).resolve().parents[2] / "sam_course"
 #: Modules in the order the book introduces them (by prefix); others follow alphabetically.
 ORDER = ("optim", "optim.sam", "optim.perturbation", "optim.variants", "optim.gsam", "optim.msam", "optim.msam_lowrank",
+         "optim.schedules", "optim.friendly", "optim.momentum_sam",
          "optim.distributed", "theory", "noise", "planar", "data", "models", "base_optimizers", "train", "experiments",
          "curvature", "paper", "plotting", "timing", "profiles", "report", "examples")
 
