@@ -187,6 +187,7 @@ CALLS = {
     "random_direction(seed)": ("seed", lambda v: landscape.random_direction(linear(), seed=v), "int"),
     "optimizer_factory(lr)": ("lr", lambda v: planar.optimizer_factory("SGD", v), "number"),
     "optimizer_factory(rho)": ("rho", lambda v: planar.optimizer_factory("SAM-SGD", 0.1, rho=v), "number"),
+    "optimizer_factory(alpha)": ("alpha", lambda v: planar.optimizer_factory("GSAM-SGD", 0.1, alpha=v), "number"),
 }
 CALLS.update({
     # optim

@@ -10,7 +10,7 @@ import torch
 
 from sam_course import base_optimizers
 from sam_course import planar as fn
-from sam_course.optim import SAM
+from sam_course.optim import GSAM, SAM
 
 
 def as_point(xy):
@@ -171,10 +171,12 @@ def test_start_grid_bad_window(window):
 
 def test_base_labels_are_the_registry_display_names():
     assert fn.BASE_LABELS == base_optimizers.display_names() == ("SGD", "Adam", "Adagrad")
+    assert fn.SAM_PREFIXES == ("SAM", "USAM", "GSAM")
     param = torch.nn.Parameter(torch.zeros(2))
     for entry in base_optimizers.BASE_OPTIMIZERS.values():
         assert type(fn.optimizer_factory(entry.display, 0.1)([param])) is entry.cls
-        assert type(fn.optimizer_factory(f"SAM-{entry.display}", 0.1)([param]).base_optimizer) is entry.cls
+        for prefix in fn.SAM_PREFIXES:
+            assert type(fn.optimizer_factory(f"{prefix}-{entry.display}", 0.1)([param]).base_optimizer) is entry.cls
 
 
 def test_optimizer_factory_builds_the_named_optimizers():
@@ -186,9 +188,76 @@ def test_optimizer_factory_builds_the_named_optimizers():
     group = sam.param_groups[0]
     assert (group["rho"], group["lr"], group["momentum"]) == (0.2, 0.1, 0.9)
     assert type(fn.optimizer_factory("SAM-Adam", 0.01)([param]).base_optimizer) is torch.optim.Adam
+    assert type(sam) is SAM and group["normalize"] is True
 
 
-@pytest.mark.parametrize("label", ["adagrad", "SAM", "SAM-LBFGS", "SAM_Adagrad", 3])
+def test_optimizer_factory_builds_usam_and_gsam():
+    param = torch.nn.Parameter(torch.zeros(2))
+    usam = fn.optimizer_factory("USAM-Adagrad", 0.5, rho=0.3, alpha=0.7)([param])  # alpha: GSAM's only
+    assert type(usam) is SAM and type(usam.base_optimizer) is torch.optim.Adagrad
+    assert (usam.param_groups[0]["rho"], usam.param_groups[0]["normalize"], usam.param_groups[0]["lr"]) == (0.3, False, 0.5)
+    gsam = fn.optimizer_factory("GSAM-SGD", 0.1, rho=0.2, alpha=0.3, momentum=0.9)([param])
+    assert type(gsam) is GSAM and type(gsam.base_optimizer) is torch.optim.SGD and gsam.alpha == 0.3
+    group = gsam.param_groups[0]
+    assert (group["rho"], group["normalize"], group["lr"], group["momentum"]) == (0.2, True, 0.1, 0.9)
+    assert fn.optimizer_factory("GSAM-Adam", 0.01)([param]).alpha == 0.1  # GSAM's default
+
+
+def test_usam_steps_match_the_closed_form_on_a_quadratic():
+    # USAM: eps_hat = rho g (no normalization). On f = (a x² + b y²) / 2, g(w) = A w with
+    # A = diag(a, b), so one SGD step is w <- w - lr A (w + rho A w), per coordinate
+    # w_i <- (1 - lr a_i (1 + rho a_i)) w_i: a geometric sequence.
+    a, b, lr, rho, steps = 1.0, 4.0, 0.1, 0.3, 15
+    path = fn.run_optimizer(quadratic(a, b), (3.0, -2.0), fn.optimizer_factory("USAM-SGD", lr, rho=rho), steps)
+    w = as_point((3.0, -2.0))
+    first = w - lr * quadratic(a, b).grad(w + rho * quadratic(a, b).grad(w))
+    torch.testing.assert_close(path[1], first, atol=1e-12, rtol=0)
+    k = torch.arange(steps + 1, dtype=torch.float64)
+    expected = torch.stack((3.0 * (1 - lr * a * (1 + rho * a)) ** k, -2.0 * (1 - lr * b * (1 + rho * b)) ** k), dim=-1)
+    torch.testing.assert_close(path, expected, atol=1e-12, rtol=0)
+
+
+def test_usam_diverges_on_a_quadratic_where_sam_does_not():
+    # lr a (1 + rho a) = 0.9 * 3 > 2: USAM's factor is |1 - 2.7| = 1.7 per step; SAM's step
+    # w - lr a (w + rho w / |w|) stays within lr a rho of the minimum once there (lr a < 2).
+    a, lr, rho, steps = 9.0, 0.1, 2 / 9, 40
+    f = quadratic(a, a)
+    usam = fn.run_optimizer(f, (0.01, 0.0), fn.optimizer_factory("USAM-SGD", lr, rho=rho), steps, project=False)
+    sam = fn.run_optimizer(f, (0.01, 0.0), fn.optimizer_factory("SAM-SGD", lr, rho=rho), steps, project=False)
+    torch.testing.assert_close(usam[-1].norm(), torch.tensor(0.01 * 1.7**steps, dtype=torch.float64), rtol=1e-10, atol=0)
+    assert sam.norm(dim=-1).max().item() <= lr * a * rho + 1e-12
+
+
+def test_gsam_step_matches_the_closed_form_on_a_quadratic():
+    # GSAM (Zhuang et al. 2022): g = A w, eps_hat = rho g / |g|, g_p = A (w + eps_hat),
+    # g_perp = g - (<g, g_p> / |g_p|²) g_p, w <- w - lr (g_p - alpha g_perp).
+    a, b, lr, rho, alpha, steps = 1.0, 4.0, 0.1, 0.5, 0.3, 10
+    f = quadratic(a, b)
+    path = fn.run_optimizer(f, (3.0, -2.0), fn.optimizer_factory("GSAM-SGD", lr, rho=rho, alpha=alpha), steps)
+    w = as_point((3.0, -2.0))
+    for k in range(steps):
+        g = f.grad(w)
+        g_p = f.grad(w + rho * g / g.norm())
+        g_perp = g - (g @ g_p) / (g_p @ g_p) * g_p
+        w = w - lr * (g_p - alpha * g_perp)
+        torch.testing.assert_close(path[k + 1], w, atol=1e-12, rtol=0)
+    sam = fn.run_optimizer(f, (3.0, -2.0), fn.optimizer_factory("SAM-SGD", lr, rho=rho), steps)
+    assert (path - sam).abs().max().item() > 1e-3  # alpha matters off the axes
+
+
+@pytest.mark.parametrize("base, lr", [("Adagrad", 0.5), ("SGD", 0.02), ("Adam", 0.05)])
+def test_gsam_with_alpha_zero_is_sam_bit_for_bit(base, lr):
+    starts = fn.start_grid(fn.SHARP_FLAT, 3)
+    sam = fn.optimizer_factory(f"SAM-{base}", lr, rho=0.4)
+    gsam = fn.optimizer_factory(f"GSAM-{base}", lr, rho=0.4, alpha=0.0)
+    assert torch.equal(fn.run_from_starts(fn.SHARP_FLAT, starts, gsam, 30),
+                       fn.run_from_starts(fn.SHARP_FLAT, starts, sam, 30))
+    assert torch.equal(fn.run_optimizer(fn.SHARP_FLAT, (-1.7, 0.4), gsam, 30),
+                       fn.run_optimizer(fn.SHARP_FLAT, (-1.7, 0.4), sam, 30))
+
+
+@pytest.mark.parametrize("label", ["adagrad", "SAM", "USAM", "GSAM", "SAM-LBFGS", "SAM_Adagrad", "usam-SGD",
+                                   "GSAM-LBFGS", "USAM_Adagrad", "USAM-SAM-SGD", "-SGD", 3])
 def test_optimizer_factory_bad_label(label):
     with pytest.raises(ValueError, match="label"):
         fn.optimizer_factory(label, 0.1)
@@ -206,14 +275,23 @@ def test_optimizer_factory_bad_rho(rho):
         fn.optimizer_factory("SAM-SGD", 0.1, rho=rho)
 
 
+@pytest.mark.parametrize("alpha", [-0.1, float("nan"), float("inf"), True])
+def test_optimizer_factory_bad_alpha(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        fn.optimizer_factory("GSAM-SGD", 0.1, alpha=alpha)
+
+
 def test_optimizer_factory_messages_name_range_and_value():
     with pytest.raises(ValueError, match=r"^label must be one of 'SGD', 'Adam', 'Adagrad', 'SAM-SGD', 'SAM-Adam', "
-                                         r"'SAM-Adagrad', got 'sgd'$"):
+                                         r"'SAM-Adagrad', 'USAM-SGD', 'USAM-Adam', 'USAM-Adagrad', 'GSAM-SGD', "
+                                         r"'GSAM-Adam', 'GSAM-Adagrad', got 'sgd'$"):
         fn.optimizer_factory("sgd", 0.1)
     with pytest.raises(ValueError, match=r"^lr must be a finite number > 0, got 0.0$"):
         fn.optimizer_factory("SGD", 0.0)
     with pytest.raises(ValueError, match=r"^rho must be a finite number >= 0, got -0.1$"):
         fn.optimizer_factory("SAM-SGD", 0.1, rho=-0.1)
+    with pytest.raises(ValueError, match=r"^alpha must be a finite number >= 0, got -0.5$"):
+        fn.optimizer_factory("GSAM-SGD", 0.1, alpha=-0.5)
 
 
 # --------------------------------------------------------------------------
@@ -225,6 +303,9 @@ CASES = [
     (fn.SHARP_FLAT, "SAM-Adagrad", 0.5, 0.4, {}),
     (fn.SHARP_FLAT, "SAM-SGD", 0.02, 0.3, {"momentum": 0.9}),
     (fn.SHARP_FLAT, "Adam", 0.05, 0.0, {}),
+    (fn.SHARP_FLAT, "USAM-Adagrad", 0.5, 0.5, {}),
+    (fn.SHARP_FLAT, "GSAM-Adagrad", 0.5, 0.5, {"alpha": 0.3}),
+    (fn.SHARP_FLAT, "GSAM-SGD", 0.02, 0.3, {"momentum": 0.9}),
     # Starts near the faces with a large step: the projection acts.
     (fn.EGGHOLDER, "SAM-Adagrad", 20.0, 10.0, {}),
     (fn.EGGHOLDER, "SGD", 5.0, 0.0, {}),

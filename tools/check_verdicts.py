@@ -37,6 +37,7 @@ VERDICT_KEYS = (
     "ch14_best_verdict", "ch14_last_sam_verdict", "ch14_every_k_trend", "ch14_looksam_verdict",
     "ch14_default_verdict", "ch14_base_sgd_verdict_best", "ch14_base_sgd_verdict_final", "ch14_base_adam_vs_sgd",
     "ch14_base_sam_adam_vs_sgd",
+    "tf_usam_stall_verdict", "tf_gsam_stall_verdict", "tf_usam_stay_verdict", "tf_gsam_stay_verdict",
 )
 #: Chapter 15 quotes a chapter's verdict ``chNN_x`` under ``ch15_chNN_x`` (report.recorded_verdict).
 QUOTE_PREFIX = "ch15_"

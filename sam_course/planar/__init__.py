@@ -4,8 +4,9 @@ Chapter 1 uses :data:`SHARP_FLAT` to picture a sharp and a flat minimum side by 
 runs Adagrad and SAM-Adagrad on :data:`EASOM` and :data:`EGGHOLDER` with :func:`run_optimizer`
 and draws contour plots from :func:`grid`. It also runs many starts at once
 (:func:`run_from_starts` over a :func:`start_grid`), solves SAM's inner maximization exactly
-(:func:`run_bruteforce_sam`) and sorts where the runs end (:func:`classify_endpoints`,
-:func:`hessian_eigenvalues`).
+(:func:`run_bruteforce_sam`), sorts where the runs end (:func:`classify_endpoints`,
+:func:`hessian_eigenvalues`) and sets unnormalized SAM and GSAM beside SAM
+(:func:`optimizer_factory`'s ``"USAM-<base>"`` and ``"GSAM-<base>"``).
 
 * :mod:`~sam_course.planar.functions`: :class:`TestFunction`, the named functions,
   :data:`~sam_course.planar.functions.FUNCTIONS` and :func:`grid`;
@@ -38,7 +39,7 @@ from .functions import (
     grid,
 )
 from .points import parse_box
-from .runners import BASE_LABELS, optimizer_factory, run_from_starts, run_optimizer, start_grid
+from .runners import BASE_LABELS, SAM_PREFIXES, optimizer_factory, run_from_starts, run_optimizer, start_grid
 
 __all__ = [
     "TestFunction",
@@ -54,6 +55,7 @@ __all__ = [
     "check_function",
     "parse_box",
     "BASE_LABELS",
+    "SAM_PREFIXES",
     "optimizer_factory",
     "run_optimizer",
     "start_grid",

@@ -3,8 +3,9 @@
 Chapter 6 runs Adagrad and SAM-Adagrad on :data:`~sam_course.planar.functions.EASOM` and
 :data:`~sam_course.planar.functions.EGGHOLDER` with :func:`run_optimizer`, and many starts at once
 with :func:`run_from_starts` over a :func:`start_grid` (chapter 1 uses the same helpers). The
-optimizers are named as the plots label them (``"SGD"``, ``"SAM-Adagrad"``...) and built by
-:func:`optimizer_factory` from the registry :mod:`sam_course.base_optimizers`.
+optimizers are named as the plots label them (``"SGD"``, ``"SAM-Adagrad"``, ``"USAM-Adagrad"``,
+``"GSAM-Adagrad"``...) and built by :func:`optimizer_factory` from the registry
+:mod:`sam_course.base_optimizers`.
 
 Every run returns the points visited, in the coordinates of the function's domain; with
 ``project`` (the default) each point is clamped onto the domain box after its step.
@@ -18,12 +19,14 @@ import torch
 
 from .._checks import check_choice, check_int, check_real
 from ..base_optimizers import base_optimizer, display_names
+from ..optim.gsam import GSAM
 from ..optim.sam import SAM
 from .functions import TestFunction, check_function
 from .points import Box, as_starts, box_bounds, check_dtype, parse_box
 
 __all__ = [
     "BASE_LABELS",
+    "SAM_PREFIXES",
     "optimizer_factory",
     "run_optimizer",
     "start_grid",
@@ -35,39 +38,58 @@ Factory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 BASE_LABELS: tuple[str, ...] = display_names()
 """The base optimizers :func:`optimizer_factory` knows (``"SGD"``, ``"Adam"``, ``"Adagrad"``, the
 display names of :data:`sam_course.base_optimizers.BASE_OPTIMIZERS`); each also exists as
-``"SAM-<base>"``."""
+``"<prefix>-<base>"`` for every prefix of :data:`SAM_PREFIXES`."""
 
-# Every label optimizer_factory accepts, bases first, in the registry's order.
-_LABELS: tuple[str, ...] = (*BASE_LABELS, *(f"SAM-{base}" for base in BASE_LABELS))
+SAM_PREFIXES: tuple[str, ...] = ("SAM", "USAM", "GSAM")
+"""The SAM variants :func:`optimizer_factory` wraps a base optimizer in: ``"SAM"``
+(:class:`~sam_course.optim.SAM`), ``"USAM"`` (unnormalized SAM, ``SAM(..., normalize=False)``)
+and ``"GSAM"`` (:class:`~sam_course.optim.GSAM`)."""
+
+# Every label optimizer_factory accepts, bases first, in the registry's order, then each variant.
+_LABELS: tuple[str, ...] = (*BASE_LABELS, *(f"{prefix}-{base}" for prefix in SAM_PREFIXES for base in BASE_LABELS))
 
 
-def optimizer_factory(label: str, lr: float, rho: float = 0.05, **base_kwargs) -> Factory:
+def optimizer_factory(label: str, lr: float, rho: float = 0.05, alpha: float = 0.1, **base_kwargs) -> Factory:
     """A factory ``params -> optimizer`` for the optimizer named ``label`` (chapter 6).
 
-    ``label`` is a base optimizer of :data:`BASE_LABELS` (``"SGD"``,
-    ``"Adam"``, ``"Adagrad"``) or its SAM version (``"SAM-SGD"``, ...), the
-    names the plots use for their colours (:func:`sam_course.plotting.color_for`).
+    ``label`` is a base optimizer of :data:`BASE_LABELS` (``"SGD"``, ``"Adam"``, ``"Adagrad"``)
+    or one of its SAM versions, the names the plots use for their colours
+    (:func:`sam_course.plotting.color_for`):
+
+    * ``"SAM-<base>"``: :class:`~sam_course.optim.SAM`, ``eps_hat = rho * g / ||g||``;
+    * ``"USAM-<base>"``: unnormalized SAM, ``SAM(..., normalize=False)``, ``eps_hat = rho * g``
+      (here ``rho`` is not a length but a length per unit of gradient);
+    * ``"GSAM-<base>"``: :class:`~sam_course.optim.GSAM`, SAM's ascent and the descent direction
+      ``g_p - alpha * g_perp`` (``alpha = 0`` is SAM).
+
     The factory is what :func:`run_optimizer` and :func:`run_from_starts` take.
 
     Args:
-        label: ``"<base>"`` or ``"SAM-<base>"``, spelled as above.
+        label: ``"<base>"`` or ``"<prefix>-<base>"`` with a prefix of :data:`SAM_PREFIXES`,
+            spelled as above.
         lr: the base optimizer's learning rate, finite and > 0.
-        rho: SAM's radius (in the units of the function's coordinates), finite
-            and >= 0; ignored by the base optimizers.
+        rho: the radius of SAM and GSAM (in the units of the function's coordinates), USAM's
+            factor; finite and >= 0; ignored by the base optimizers.
+        alpha: GSAM's weight of ``g_perp``, finite and >= 0; ignored by the other labels.
         **base_kwargs: more keyword arguments of the base optimizer (``momentum``...).
 
     Raises:
-        ValueError: on an unknown label, a bad ``lr`` or a bad ``rho``.
+        ValueError: on an unknown label, a bad ``lr``, ``rho`` or ``alpha``.
     """
     check_choice("label", label, _LABELS)
     lr = check_real("lr", lr, 0, low_open=True)
     rho = check_real("rho", rho, 0)
-    use_sam = label.startswith("SAM-")
-    base = base_optimizer(label.removeprefix("SAM-"), argument="label").cls
+    alpha = check_real("alpha", alpha, 0)
+    prefix, _, name = label.rpartition("-")
+    base = base_optimizer(name, argument="label").cls
 
     def factory(params):
-        if use_sam:
+        if prefix == "SAM":
             return SAM(params, base, rho=rho, lr=lr, **base_kwargs)
+        if prefix == "USAM":
+            return SAM(params, base, rho=rho, normalize=False, lr=lr, **base_kwargs)
+        if prefix == "GSAM":
+            return GSAM(params, base, rho=rho, alpha=alpha, lr=lr, **base_kwargs)
         return base(params, lr=lr, **base_kwargs)
 
     return factory
