@@ -73,7 +73,7 @@ def msam_gradient(optimizer: SAM, model: nn.Module, loss_fn: LossFn, inputs: Ten
         The mean of the chunks' losses at ``w`` (a 0-d tensor, detached).
 
     Raises:
-        ArgumentTypeError: (a ``TypeError`` and ``ValueError``) when ``optimizer`` is not a SAM,
+        TypeError: (the package's ``ArgumentTypeError``, also a ``ValueError``) when ``optimizer`` is not a SAM,
             ``model`` not a module, ``inputs`` or ``targets`` not tensors, ``m`` not an int.
         ValueError: when ``m`` does not divide ``n``, for an unknown ``method``, when
             ``optimizer`` holds parameters that are not ``model``'s, or for ``"lowrank"`` on a model
@@ -195,7 +195,7 @@ def m_sharpness(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
         The m-sharpness (loss units), a float >= 0.
 
     Raises:
-        ArgumentTypeError: (a ``TypeError`` and ``ValueError``) for a ``model``, ``inputs``,
+        TypeError: (the package's ``ArgumentTypeError``, also a ``ValueError``) for a ``model``, ``inputs``,
             ``targets``, ``m``, ``rho`` or ``steps`` of the wrong kind (``rho=True`` included).
         ValueError: for ``m < 1``, ``rho`` negative or not finite, ``steps < 0``, or an ``m``
             that does not divide ``n``.
