@@ -51,11 +51,11 @@ class ScheduledSAM(SAM):
         sam_steps_taken: of which SAM (two-pass) steps.
 
     Args:
-        params, base_optimizer, rho, **sam_kwargs: as for :class:`~sam_course.optim.SAM`
+        params, base_optimizer, rho, sam_kwargs: as for :class:`~sam_course.optim.SAM`
             (``p``, ``adaptive``, ``eta`` and the base optimizer's ``lr``, ``momentum``, ...).
     """
 
-    #: The entry of :meth:`state_dict` that holds the schedule's own state.
+    #: The entry of :meth:`ScheduledSAM.state_dict` that holds the schedule's own state.
     STATE_KEY = "scheduled_sam"
 
     def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
@@ -116,11 +116,11 @@ class ScheduledSAM(SAM):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a :meth:`state_dict`; training then resumes exactly where it stopped (the policy's
+        """Load a :meth:`ScheduledSAM.state_dict`; training then resumes exactly where it stopped (the policy's
         settings stay those given to the constructor, its state is restored).
 
         Raises:
-            ValueError: if ``state_dict`` was not saved by this class's :meth:`state_dict`.
+            ValueError: if ``state_dict`` was not saved by this class's :meth:`ScheduledSAM.state_dict`.
         """
         if self.STATE_KEY not in state_dict:
             raise ValueError(f"state_dict has no {self.STATE_KEY!r} entry; it was not saved by "
@@ -143,14 +143,14 @@ class RandomizedSAM(ScheduledSAM):
         otherwise:                                         w <- base(w, g(w))             one pass
 
     ``probability=1`` is :class:`~sam_course.optim.SAM` bit for bit, ``probability=0`` the base
-    optimizer; on average ``1 + probability`` passes per step (:attr:`passes_taken` counts them
+    optimizer; on average ``1 + probability`` passes per step (:attr:`ScheduledSAM.passes_taken` counts them
     exactly). The global torch generator is never touched, so the draws do not move the model's
-    or the data's randomness, and the generator's state is in :meth:`state_dict`: a resumed run
+    or the data's randomness, and the generator's state is in :meth:`ScheduledSAM.state_dict`: a resumed run
     draws what the uninterrupted one would. The paper also schedules the probability over
     training; ``opt.probability`` may be changed between steps.
 
     Args:
-        params, base_optimizer, rho, **sam_kwargs: as for :class:`~sam_course.optim.SAM`.
+        params, base_optimizer, rho, sam_kwargs: as for :class:`~sam_course.optim.SAM`.
         probability: chance of a SAM step, in [0, 1].
         seed: seed of the optimizer's generator, an int >= 0.
 
@@ -194,10 +194,10 @@ class AdaptiveSAM(ScheduledSAM):
     ``c = -inf`` always says SAM (:class:`~sam_course.optim.SAM` bit for bit), ``c = inf`` never.
     The paper moves ``c`` linearly over training (from its ``lambda_1`` to ``lambda_2``, so
     that SAM is frequent early or late as chosen); ``opt.c`` may be changed between steps for
-    that. :attr:`passes_taken` counts the passes exactly.
+    that. :attr:`ScheduledSAM.passes_taken` counts the passes exactly.
 
     Args:
-        params, base_optimizer, rho, **sam_kwargs: as for :class:`~sam_course.optim.SAM`.
+        params, base_optimizer, rho, sam_kwargs: as for :class:`~sam_course.optim.SAM`.
         c: the threshold in running standard deviations, a real number (``-inf`` and ``inf``
             allowed).
         delta: the forgetting rate of the running statistics, in [0, 1) (the paper: 0.9).
