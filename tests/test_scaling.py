@@ -285,3 +285,17 @@ def test_example_rejects_bad_arguments():
 
     with pytest.raises(SystemExit):
         ddp.parse_args(["--nproc", "0"])
+
+
+@pytest.mark.parametrize("kind", ["SAMEveryK", "LookSAM", "RandomizedSAM", "AdaptiveSAM", "MomentumSAM"])
+def test_samstep_refuses_an_optimizer_that_schedules_its_own_passes(kind):
+    """SAMStep always runs both passes: a scheduled or one-pass variant would silently lose its schedule."""
+    from sam_course import optim
+
+    model = nn.Linear(3, 2)
+    kwargs = {"momentum": 0.9} if kind == "MomentumSAM" else {}
+    opt = getattr(optim, kind)(model.parameters(), torch.optim.SGD, lr=0.1, **kwargs)
+    with pytest.raises(ValueError, match=rf"optimizer is a {kind}, which decides per step.*optimizer.step\(closure\)"):
+        SAMStep(model, opt)
+    for two_pass in (optim.SAM, optim.GSAM, optim.FriendlySAM):
+        SAMStep(model, two_pass(model.parameters(), torch.optim.SGD, lr=0.1))

@@ -152,6 +152,11 @@ class SAMStep:
                  autocast_dtype: torch.dtype | None = None, freeze_bn_stats: bool = True,
                  max_grad_norm: float | None = None) -> None:
         check_instance("optimizer", optimizer, SAM, "sam_course.SAM")
+        if not type(optimizer).two_passes_every_step:
+            raise ValueError(
+                f"optimizer is a {type(optimizer).__name__}, which decides per step how many forward-backward "
+                "passes to take, and SAMStep always runs SAM's two: train it with optimizer.step(closure)"
+            )
         check_instance("model", model, nn.Module, "torch.nn.Module")
         if isinstance(model, nn.DataParallel):
             raise ValueError(

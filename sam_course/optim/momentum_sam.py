@@ -86,6 +86,8 @@ class MomentumSAM(SAM):
         RuntimeError: after the first step of a base optimizer that kept no momentum buffer.
     """
 
+    two_passes_every_step = False   # one pass per step
+
     def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
                  **base_kwargs) -> None:
         for name in ("p", "adaptive", "eta"):

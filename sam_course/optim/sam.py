@@ -128,6 +128,11 @@ class SAM(torch.optim.Optimizer):
     ``-L``); one whose ``step`` requires a closure (LBFGS) is refused (:func:`check_base_optimizer`).
     """
 
+    #: Whether every step takes SAM's two passes. A variant that decides per step (SAMEveryK,
+    #: LookSAM, the schedules) or takes one pass (MomentumSAM) says False, and
+    #: :class:`~sam_course.optim.SAMStep`, which always runs both passes itself, refuses it.
+    two_passes_every_step: bool = True
+
     def __init__(
         self,
         params,

@@ -55,6 +55,8 @@ class ScheduledSAM(SAM):
             (``p``, ``adaptive``, ``eta`` and the base optimizer's ``lr``, ``momentum``, ...).
     """
 
+    two_passes_every_step = False   # it decides per step how many passes to take
+
     #: The entry of :meth:`ScheduledSAM.state_dict` that holds the schedule's own state.
     STATE_KEY = "scheduled_sam"
 

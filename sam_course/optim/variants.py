@@ -138,6 +138,8 @@ class SAMEveryK(SAM):
         ValueError: on a bad ``k`` (and on anything :class:`~sam_course.optim.SAM` rejects).
     """
 
+    two_passes_every_step = False   # it decides per step how many passes to take
+
     def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, k: int = 2,
                  **sam_kwargs) -> None:
         self.k = check_int("k", k, low=1)
@@ -250,6 +252,8 @@ class LookSAM(SAM):
     Raises:
         ValueError: on a bad ``k`` or ``alpha`` (and on anything :class:`~sam_course.optim.SAM` rejects).
     """
+
+    two_passes_every_step = False   # it decides per step how many passes to take
 
     def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, k: int = 5,
                  alpha: float = DEFAULT_ALPHA, p: float = 2, adaptive: bool = False, eta: float = 0.01,
