@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .._checks import check_real
 from .perturbation import check_finite_grads
-from .sam import SAM
+from .sam import SAM, split_state
 
 __all__ = ["FriendlySAM"]
 
@@ -132,8 +132,5 @@ class FriendlySAM(SAM):
         Raises:
             ValueError: if ``state_dict`` was not saved by :meth:`FriendlySAM.state_dict`.
         """
-        if "friendly_sam" not in state_dict:
-            raise ValueError("state_dict has no 'friendly_sam' entry; it was not saved by FriendlySAM.state_dict()")
-        state_dict = dict(state_dict)
-        state_dict.pop("friendly_sam")
+        state_dict, _ = split_state(state_dict, "friendly_sam", "FriendlySAM")
         super().load_state_dict(state_dict)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_optional_real, check_real
-from .sam import SAM
+from .sam import SAM, split_state
 
 __all__ = ["GSAM"]
 
@@ -191,8 +191,5 @@ class GSAM(SAM):
         Raises:
             ValueError: if ``state_dict`` was not saved by :meth:`GSAM.state_dict`.
         """
-        if "gsam" not in state_dict:
-            raise ValueError("state_dict has no 'gsam' entry; it was not saved by GSAM.state_dict()")
-        state_dict = dict(state_dict)
-        state_dict.pop("gsam")
+        state_dict, _ = split_state(state_dict, "gsam", "GSAM")
         super().load_state_dict(state_dict)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .perturbation import global_norm
-from .sam import SAM, require_closure
+from .sam import SAM, require_closure, split_state
 
 __all__ = ["MomentumSAM", "momentum_buffer", "MOMENTUM_KEYS"]
 
@@ -189,9 +189,6 @@ class MomentumSAM(SAM):
         Raises:
             ValueError: if ``state_dict`` was not saved by :meth:`MomentumSAM.state_dict`.
         """
-        if "momentum_sam" not in state_dict:
-            raise ValueError("state_dict has no 'momentum_sam' entry; it was not saved by MomentumSAM.state_dict()")
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("momentum_sam")
+        state_dict, extra = split_state(state_dict, "momentum_sam", "MomentumSAM")
         super().load_state_dict(state_dict)
         self.steps_taken = int(extra["steps_taken"])

@@ -26,7 +26,7 @@ from .perturbation import epsilon_hat as epsilon_hat
 from .perturbation import frozen_batchnorm_stats as frozen_batchnorm_stats
 from .perturbation import global_norm as global_norm
 
-__all__ = ["SAM", "require_closure", "check_base_optimizer"]
+__all__ = ["SAM", "require_closure", "check_base_optimizer", "split_state"]
 
 #: SAM's own per-group settings, next to the base optimizer's (``lr``, ``momentum``, ...).
 SAM_GROUP_KEYS = ("rho", "p", "adaptive", "eta", "normalize")
@@ -70,6 +70,19 @@ def check_base_optimizer(base_optimizer, owner: str = "SAM") -> type[torch.optim
         )
     return base_optimizer
 
+
+
+def split_state(state_dict: dict, key: str, owner: str) -> tuple[dict, object]:
+    """``state_dict`` without its entry ``key``, and that entry: how SAM and each variant load their own
+    part of a saved state before handing the rest on (the input is not modified).
+
+    Raises:
+        ValueError: when ``state_dict`` has no ``key`` (it was not saved by ``owner.state_dict()``).
+    """
+    if key not in state_dict:
+        raise ValueError(f"state_dict has no {key!r} entry; it was not saved by {owner}.state_dict()")
+    rest = dict(state_dict)
+    return rest, rest.pop(key)
 
 class SAM(torch.optim.Optimizer):
     """Sharpness-Aware Minimization around any ``torch.optim`` optimizer.
@@ -416,10 +429,7 @@ class SAM(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a :meth:`state_dict`, base optimizer included, so training resumes bit-identically."""
-        if "base_optimizer" not in state_dict:
-            raise ValueError("state_dict has no 'base_optimizer' entry; it was not saved by SAM.state_dict()")
-        state_dict = dict(state_dict)
-        base = state_dict.pop("base_optimizer")
+        state_dict, base = split_state(state_dict, "base_optimizer", "SAM")
         self._restore()
         self.base_optimizer.load_state_dict(base)
         super().load_state_dict(state_dict)

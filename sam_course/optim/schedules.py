@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from .perturbation import global_norm
-from .sam import SAM, require_closure
+from .sam import SAM, require_closure, split_state
 
 __all__ = ["ScheduledSAM", "RandomizedSAM", "AdaptiveSAM"]
 
@@ -124,11 +124,7 @@ class ScheduledSAM(SAM):
         Raises:
             ValueError: if ``state_dict`` was not saved by this class's :meth:`ScheduledSAM.state_dict`.
         """
-        if self.STATE_KEY not in state_dict:
-            raise ValueError(f"state_dict has no {self.STATE_KEY!r} entry; it was not saved by "
-                             f"{type(self).__name__}.state_dict()")
-        state_dict = dict(state_dict)
-        extra = state_dict.pop(self.STATE_KEY)
+        state_dict, extra = split_state(state_dict, self.STATE_KEY, type(self).__name__)
         super().load_state_dict(state_dict)
         self.steps_taken = int(extra["steps_taken"])
         self.sam_steps_taken = int(extra["sam_steps_taken"])

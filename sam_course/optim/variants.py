@@ -39,7 +39,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_items, check_optional_int, check_real
 from .perturbation import global_norm
-from .sam import SAM, require_closure
+from .sam import SAM, require_closure, split_state
 
 __all__ = ["DEFAULT_ALPHA", "SAMEveryK", "LookSAM", "orthogonal_component", "forward_backward_passes"]
 
@@ -213,10 +213,7 @@ class SAMEveryK(SAM):
         Raises:
             ValueError: if ``state_dict`` was not saved by :meth:`SAMEveryK.state_dict`.
         """
-        if "sam_every_k" not in state_dict:
-            raise ValueError("state_dict has no 'sam_every_k' entry; it was not saved by SAMEveryK.state_dict()")
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("sam_every_k")
+        state_dict, extra = split_state(state_dict, "sam_every_k", "SAMEveryK")
         super().load_state_dict(state_dict)
         self.steps_taken = int(extra["steps_taken"])
 
@@ -350,10 +347,7 @@ class LookSAM(SAM):
         Raises:
             ValueError: if ``state_dict`` was not saved by :meth:`LookSAM.state_dict`.
         """
-        if "looksam" not in state_dict:
-            raise ValueError("state_dict has no 'looksam' entry; it was not saved by LookSAM.state_dict()")
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("looksam")
+        state_dict, extra = split_state(state_dict, "looksam", "LookSAM")
         super().load_state_dict(state_dict)
         self.steps_taken = int(extra["steps_taken"])
         self._reused_norm = None
