@@ -80,3 +80,29 @@ def isolate_data_sources(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(urllib.request, "getproxies", lambda: {})
     monkeypatch.setenv("SAM_COURSE_DATA", str(tmp_path / "default-root"))
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+
+
+def tiny_net64(seed: int = 0) -> nn.Module:
+    """A float64 MLP 5-4-3 with tanh, seeded: the optimizer-variant tests' model."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).to(torch.float64)
+
+
+def batches64(n: int, seed: int = 1) -> list:
+    """``n`` float64 batches of 8 examples (5 features, 3 classes) from a seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g))
+            for _ in range(n)]
+
+
+def loss_closure(model, x, y, calls=None, optimizer=None):
+    """A closure for ``opt.step``: cross-entropy backward; optionally counts its calls and zeroes first."""
+    def closure():
+        if calls is not None:
+            calls.append(1)
+        if optimizer is not None:
+            optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    return closure

@@ -6,6 +6,9 @@ import io
 
 import pytest
 import torch
+from helpers import batches64 as batches
+from helpers import loss_closure as closure_for
+from helpers import tiny_net64 as small_net
 from torch import nn
 
 from sam_course.optim import SAM
@@ -13,24 +16,6 @@ from sam_course.optim.friendly import MOMENTUM_KEY as MOMENTUM
 from sam_course.optim.friendly import FriendlySAM
 
 DT = torch.float64
-
-
-def small_net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).to(DT)
-
-
-def batches(n, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 5, generator=g, dtype=DT), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)]
-
-
-def closure_for(model, x, y):
-    def closure():
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-    return closure
 
 
 def max_diff(a: nn.Module, b: nn.Module) -> float:

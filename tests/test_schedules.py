@@ -8,6 +8,9 @@ import math
 
 import pytest
 import torch
+from helpers import batches64 as batches
+from helpers import loss_closure as closure_for
+from helpers import tiny_net64 as small_net
 from torch import nn
 
 from sam_course.optim import SAM, SAMEveryK
@@ -39,28 +42,6 @@ def sam_or_plain(w, b, rho, lr, sam):
     if sam:
         return w - lr * (A @ (w + rho * g / g.norm()) - b)
     return w - lr * g
-
-
-def small_net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).to(DT)
-
-
-def batches(n, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 5, generator=g, dtype=DT), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)]
-
-
-def closure_for(model, x, y, calls=None, optimizer=None):
-    def closure():
-        if calls is not None:
-            calls.append(1)
-        if optimizer is not None:
-            optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-    return closure
 
 
 # --------------------------------------------------------------------------- each step in closed form
